@@ -1,0 +1,129 @@
+"""Numpy STFT and log-mel features: the torch-free twin of ``speechkit.features``.
+
+The on-device runtime computes model inputs with these functions, so they must equal the torch
+modules that the models were trained with (tested to 1e-4 absolute on real speech). ``speechkit``
+builds its torch filterbank and window from :func:`mel_filterbank` and :func:`padded_window`, so both
+sides share one definition. Only numpy is imported here.
+
+Conventions: ``center=True`` pads ``n_fft // 2`` samples on both sides (reflect or zeros), giving
+``1 + T // hop_length`` frames; a periodic Hann window of ``win_length`` is zero-padded to ``n_fft``;
+spectra are [F, N] with F = n_fft // 2 + 1 frequency bins and N frames.
+
+Example:
+    >>> import numpy as np
+    >>> wav = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+    >>> log_mel_spectrogram(wav, sample_rate=16000, n_fft=512, hop_length=160, n_mels=80).shape
+    (80, 101)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def hz_to_mel(freq: np.ndarray | float) -> np.ndarray:
+    """Slaney mel scale: linear below 1 kHz, logarithmic above (as librosa's default)."""
+    freq = np.asarray(freq, dtype=np.float64)
+    f_sp = 200.0 / 3
+    min_log_hz, logstep = 1000.0, np.log(6.4) / 27.0
+    mels = freq / f_sp
+    log_region = freq >= min_log_hz
+    return np.where(log_region, min_log_hz / f_sp + np.log(np.maximum(freq, 1e-10) / min_log_hz) / logstep, mels)
+
+
+def mel_to_hz(mels: np.ndarray | float) -> np.ndarray:
+    """Inverse of :func:`hz_to_mel`."""
+    mels = np.asarray(mels, dtype=np.float64)
+    f_sp = 200.0 / 3
+    min_log_hz, logstep = 1000.0, np.log(6.4) / 27.0
+    min_log_mel = min_log_hz / f_sp
+    return np.where(mels >= min_log_mel, min_log_hz * np.exp(logstep * (mels - min_log_mel)), f_sp * mels)
+
+
+def mel_filterbank(
+    sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0, f_max: float | None = None
+) -> np.ndarray:
+    """Slaney-normalised triangular mel filterbank, float32 [n_mels, n_fft // 2 + 1].
+
+    Each triangle has unit area (Slaney normalisation), so band energies do not depend on bandwidth.
+    """
+    f_max = sample_rate / 2 if f_max is None else f_max
+    if not 0 <= f_min < f_max <= sample_rate / 2:
+        raise ValueError(f"need 0 <= f_min < f_max <= sample_rate / 2, got {f_min}, {f_max}, {sample_rate}")
+    fft_freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    mel_points = mel_to_hz(np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2))
+    widths = np.diff(mel_points)
+    ramps = mel_points[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_points[2:] - mel_points[:-2]))[:, None]
+    return weights.astype(np.float32)
+
+
+def padded_window(win_length: int, n_fft: int) -> np.ndarray:
+    """Periodic Hann window of ``win_length`` zero-padded (centred) to ``n_fft``, float32 [n_fft]."""
+    if not 0 < win_length <= n_fft:
+        raise ValueError(f"need 0 < win_length <= n_fft, got {win_length}, {n_fft}")
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win_length) / win_length)
+    left = (n_fft - win_length) // 2
+    out = np.zeros(n_fft, dtype=np.float64)
+    out[left : left + win_length] = window
+    return out.astype(np.float32)
+
+
+def stft(
+    wav: np.ndarray,
+    n_fft: int,
+    hop_length: int,
+    win_length: int | None = None,
+    center: bool = True,
+    pad_mode: str = "reflect",
+) -> np.ndarray:
+    """Short-time Fourier transform of [T] or [B, T] audio.
+
+    Returns:
+        complex128 spectrum [F, N] (or [B, F, N]), F = n_fft // 2 + 1, N = 1 + T // hop_length
+        when centred.
+    """
+    wav = np.asarray(wav, dtype=np.float64)
+    squeeze = wav.ndim == 1
+    wav = np.atleast_2d(wav)
+    window = padded_window(win_length or n_fft, n_fft).astype(np.float64)
+    if center:
+        pad = n_fft // 2
+        if pad_mode == "reflect" and wav.shape[-1] <= pad:
+            raise ValueError(f"reflect padding needs more than {pad} samples, got {wav.shape[-1]}")
+        mode = "reflect" if pad_mode == "reflect" else "constant"
+        wav = np.pad(wav, ((0, 0), (pad, pad)), mode=mode)
+    if wav.shape[-1] < n_fft:
+        raise ValueError(f"signal of {wav.shape[-1]} samples is shorter than n_fft={n_fft}")
+    num_frames = 1 + (wav.shape[-1] - n_fft) // hop_length
+    idx = np.arange(n_fft)[None, :] + hop_length * np.arange(num_frames)[:, None]
+    frames = wav[:, idx] * window  # [B, N, n_fft]
+    spec = np.fft.rfft(frames, axis=-1).transpose(0, 2, 1)  # [B, F, N]
+    return spec[0] if squeeze else spec
+
+
+def log_mel_spectrogram(
+    wav: np.ndarray,
+    sample_rate: int,
+    n_fft: int,
+    hop_length: int,
+    n_mels: int,
+    win_length: int | None = None,
+    f_min: float = 0.0,
+    f_max: float | None = None,
+    power: float = 2.0,
+    log_floor: float = 1e-5,
+    center: bool = True,
+    pad_mode: str = "reflect",
+) -> np.ndarray:
+    """Natural-log mel spectrogram, float32 [n_mels, N] (or [B, n_mels, N]).
+
+    ``log(max(mel, log_floor))`` with mel = filterbank @ |STFT|**power.
+    """
+    spec = stft(wav, n_fft, hop_length, win_length, center, pad_mode)
+    magnitude = np.abs(spec) ** power
+    mel = np.einsum("mf,...fn->...mn", mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max).astype(np.float64), magnitude)
+    return np.log(np.maximum(mel, log_floor)).astype(np.float32)

@@ -1,0 +1,101 @@
+"""The ``speechkit`` command line.
+
+    speechkit demo [-o DIR]          round-trip the bundled speech sample through the default codec
+    speechkit models                 list shipped checkpoints (name, task, size, headline metrics)
+    speechkit data speech|music|noise   build the offline corpora
+    speechkit train RECIPE ...       run a training recipe (single process or under torchrun)
+
+Errors a user can cause (a missing file, bad audio, an unknown model) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from speechkit.errors import SpeechkitError
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from speechkit.checkpoint import shipped_checkpoints
+
+    rows = [("name", "task", "kind", "size", "headline metrics")]
+    for ckpt in shipped_checkpoints():
+        size = f"{ckpt.size_bytes / 1e6:.2f} MB"
+        rows.append((ckpt.name, ckpt.task, str(ckpt.card.get("kind", "?")), size, ckpt.headline))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from speechkit.assets import sample_speech_path, sample_speech_text
+    from speechkit.audio import load_audio, save_audio
+    from speechkit.registry import load
+
+    out_dir = Path(args.output)
+    codec = load(args.model)
+    wav, sample_rate = load_audio(args.input or sample_speech_path(), target_sample_rate=codec.sample_rate)
+    start = time.perf_counter()
+    tokens = codec.encode(wav, sample_rate)
+    decoded = codec.decode(tokens)
+    elapsed = time.perf_counter() - start
+    save_audio(out_dir / "input.wav", wav, codec.sample_rate)
+    save_audio(out_dir / "decoded.wav", decoded, codec.sample_rate)
+    np.save(out_dir / "tokens.npy", tokens.codes)
+    duration = len(wav) / codec.sample_rate
+    print(f"model        {args.model} ({codec.kind})")
+    if args.input is None:
+        print(f"input        bundled sample, {duration:.2f} s: {sample_speech_text()!r}")
+    else:
+        print(f"input        {args.input}, {duration:.2f} s")
+    print(f"tokens       {tokens.num_codebooks} codebooks x {tokens.num_frames} frames at {tokens.frame_rate:g} Hz")
+    print(f"bitrate      {tokens.bitrate / 1000:.2f} kbps")
+    print(f"round trip   {elapsed:.2f} s ({duration / max(elapsed, 1e-9):.1f}x real time)")
+    print(f"wrote        {out_dir / 'input.wav'}, {out_dir / 'decoded.wav'}, {out_dir / 'tokens.npy'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="speechkit", description="Edge audio and speech SDK.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="round-trip a speech sample through the default codec")
+    demo.add_argument("-o", "--output", default="out", help="folder for input.wav, decoded.wav, tokens.npy")
+    demo.add_argument("-i", "--input", default=None, help="audio file (default: the bundled sample)")
+    demo.add_argument("--model", default="mel-rvq-demo", help="shipped name or checkpoint folder")
+    demo.set_defaults(func=_cmd_demo)
+
+    models = sub.add_parser("models", help="list shipped checkpoints")
+    models.set_defaults(func=_cmd_models)
+
+    from speechkit.data.cli import register as register_data
+    from speechkit.train.cli import register as register_train
+
+    register_data(sub)
+    register_train(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return int(args.func(args) or 0)
+    except SpeechkitError as err:
+        print(f"speechkit: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Shared pytest fixtures: deterministic seeds and a short real speech clip."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _deterministic() -> None:
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
+@pytest.fixture(scope="session")
+def speech_16k() -> np.ndarray:
+    """About two seconds of real speech at 16 kHz (the bundled sample), float32 mono."""
+    from speechkit.audio import load_audio
+    from speechkit.assets import sample_speech_path
+
+    wav, sr = load_audio(sample_speech_path(), target_sample_rate=16000)
+    assert sr == 16000
+    return wav
+
+
+def have_tool(name: str) -> bool:
+    return shutil.which(name) is not None
+
+
+def run_tool(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), check=True, capture_output=True)
