@@ -237,7 +237,9 @@ def _k_weighting_filters(sample_rate: int) -> list[tuple[np.ndarray, np.ndarray]
     vh = 10 ** (gain_db / 20)
     vb = vh**0.4996667741545416
     a0 = 1 + k / q + k * k
-    shelf_b = np.array([(vh + vb * k / q + k * k) / a0, 2 * (k * k - vh) / a0, (vh - vb * k / q + k * k) / a0])
+    shelf_b = np.array(
+        [(vh + vb * k / q + k * k) / a0, 2 * (k * k - vh) / a0, (vh - vb * k / q + k * k) / a0]
+    )
     shelf_a = np.array([1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0])
     f0, q = 38.13547087602444, 0.5003270373238773
     k = math.tan(math.pi * f0 / sample_rate)
@@ -292,7 +294,9 @@ def iter_chunks(wav: np.ndarray, chunk_length: int) -> Iterator[np.ndarray]:
         yield wav[start : start + chunk_length]
 
 
-def prepare_input(wav: np.ndarray, sample_rate: int, target_sample_rate: int, name: str = "audio") -> np.ndarray:
+def prepare_input(
+    wav: np.ndarray, sample_rate: int, target_sample_rate: int, name: str = "audio"
+) -> np.ndarray:
     """Bring user audio to what a model expects: finite float32 mono at ``target_sample_rate``.
 
     Stereo is mixed down and other rates are resampled (each logged); silence and empties raise.

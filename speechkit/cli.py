@@ -55,7 +55,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(f"input        bundled sample, {duration:.2f} s: {sample_speech_text()!r}")
     else:
         print(f"input        {args.input}, {duration:.2f} s")
-    print(f"tokens       {tokens.num_codebooks} codebooks x {tokens.num_frames} frames at {tokens.frame_rate:g} Hz")
+    print(
+        f"tokens       {tokens.num_codebooks} codebooks x {tokens.num_frames} frames at {tokens.frame_rate:g} Hz"
+    )
     print(f"bitrate      {tokens.bitrate / 1000:.2f} kbps")
     print(f"round trip   {elapsed:.2f} s ({duration / max(elapsed, 1e-9):.1f}x real time)")
     print(f"wrote        {out_dir / 'input.wav'}, {out_dir / 'decoded.wav'}, {out_dir / 'tokens.npy'}")

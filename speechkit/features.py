@@ -7,7 +7,7 @@ runtime supports (ONNX Runtime, Core ML, onnxruntime-web) and which the numpy tw
 torch and numpy sides share one definition.
 
 Shapes: audio [B, T]; spectra [B, F, N] with F = n_fft // 2 + 1 bins and N = 1 + T // hop_length
-frames (``center=True``); log-mel [B, n_mels, N].
+frames (``padding="center"``); log-mel [B, n_mels, N].
 
 Example:
     >>> import torch
@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from speechkit_rt.features import mel_filterbank, padded_window
+from speechkit_rt.features import mel_filterbank, padded_window, padding_amount
 from torch import nn
 
 
@@ -43,8 +43,10 @@ class STFT(nn.Module):
         n_fft: FFT size.
         hop_length: frame shift in samples.
         win_length: periodic Hann window length (zero-padded to n_fft); defaults to n_fft.
-        center: pad n_fft // 2 on both sides so frame n is centred on sample n * hop_length.
-        pad_mode: "reflect" or "constant" (zeros) for the centre padding.
+        padding: "center" pads n_fft // 2 per side (frame n centred on sample n * hop_length,
+            N = 1 + T // hop_length); "same" pads (n_fft - hop_length) / 2 per side (N = T / hop_length
+            for T a multiple of the hop, as Vocos); "none" pads nothing.
+        pad_mode: "reflect" or "constant" (zeros) for the padding.
         use_dft_matmul: always use the convolution path (it is used automatically under export).
 
     Returns (forward):
@@ -52,8 +54,8 @@ class STFT(nn.Module):
 
     Example:
         >>> real, imag = STFT(n_fft=64, hop_length=16)(torch.randn(1, 160))
-        >>> real.shape
-        torch.Size([1, 33, 11])
+        >>> real.shape, STFT(64, 16, padding="same")(torch.randn(1, 160))[0].shape
+        (torch.Size([1, 33, 11]), torch.Size([1, 33, 10]))
     """
 
     def __init__(
@@ -61,7 +63,7 @@ class STFT(nn.Module):
         n_fft: int,
         hop_length: int,
         win_length: int | None = None,
-        center: bool = True,
+        padding: str = "center",
         pad_mode: str = "reflect",
         use_dft_matmul: bool = False,
     ) -> None:
@@ -70,7 +72,8 @@ class STFT(nn.Module):
             raise ValueError(f"pad_mode must be 'reflect' or 'constant', got {pad_mode!r}")
         self.n_fft, self.hop_length = n_fft, hop_length
         self.win_length = win_length or n_fft
-        self.center, self.pad_mode, self.use_dft_matmul = center, pad_mode, use_dft_matmul
+        self.padding, self.pad_mode, self.use_dft_matmul = padding, pad_mode, use_dft_matmul
+        self.pad = padding_amount(padding, n_fft, hop_length)
         window = padded_window(self.win_length, n_fft)
         real, imag = _dft_basis(n_fft, window.astype(np.float64))
         self.register_buffer("window", torch.from_numpy(window), persistent=False)
@@ -83,51 +86,46 @@ class STFT(nn.Module):
 
     def num_frames(self, num_samples: int) -> int:
         """Frames produced for ``num_samples`` of audio."""
-        if self.center:
-            return 1 + num_samples // self.hop_length
-        return 1 + (num_samples - self.n_fft) // self.hop_length
+        return 1 + (num_samples + 2 * self.pad - self.n_fft) // self.hop_length
 
     def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if wav.dim() != 2:
             raise ValueError(f"STFT expects audio [B, T], got shape {tuple(wav.shape)}")
+        x = wav.float()
+        if self.pad:
+            x = F.pad(x.unsqueeze(1), (self.pad, self.pad), mode=self.pad_mode).squeeze(1)
         if self.use_dft_matmul or _exporting():
-            return self._dft_conv(wav)
+            out = F.conv1d(x.unsqueeze(1), self.basis, stride=self.hop_length)  # [B, 2F, N]
+            return out[:, : self.num_bins], out[:, self.num_bins :]
         # float64 FFT: low-energy bins keep their relative precision next to loud ones, so log features
         # match the numpy twin to 1e-4 (float32 gives ~1.5e-4 on band-limited speech); costs ~1.7x a
         # float32 FFT, which is small next to any model.
         spec = torch.stft(
-            wav.double(),
+            x.double(),
             self.n_fft,
             self.hop_length,
             win_length=self.n_fft,  # the window is already zero-padded to n_fft
             window=self.window.double(),
-            center=self.center,
-            pad_mode=self.pad_mode,
+            center=False,
             return_complex=True,
         )
         return spec.real.float(), spec.imag.float()
 
-    def _dft_conv(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = wav.float().unsqueeze(1)  # [B, 1, T]
-        if self.center:
-            pad = self.n_fft // 2
-            x = F.pad(x, (pad, pad), mode=self.pad_mode)
-        out = F.conv1d(x, self.basis, stride=self.hop_length)  # [B, 2F, N]
-        return out[:, : self.num_bins], out[:, self.num_bins :]
-
 
 class ISTFT(nn.Module):
-    """Inverse STFT by weighted overlap-add, the inverse of :class:`STFT` with ``center=True``.
+    """Inverse STFT by weighted overlap-add: the inverse of :class:`STFT` with the same padding.
 
     Used by frame-rate codecs and vocoders as a cheap waveform head (Vocos, Siuzdak 2023): the
-    network predicts magnitude and phase per frame and this module makes samples.
+    network predicts magnitude and phase per frame and this module makes samples. With "same"
+    padding N frames give exactly N * hop_length samples.
 
     Args:
-        n_fft, hop_length, win_length: as in :class:`STFT`.
+        n_fft, hop_length, win_length, padding: as in :class:`STFT` ("center" or "same").
         use_dft_matmul: always use the transposed-convolution path (automatic under export).
 
     Returns (forward):
-        audio [B, (N - 1) * hop_length] from real and imaginary parts [B, F, N].
+        audio [B, (N - 1) * hop_length] ("center") or [B, N * hop_length] ("same") from real and
+        imaginary parts [B, F, N].
 
     Example:
         >>> stft, istft = STFT(256, 64), ISTFT(256, 64)
@@ -137,12 +135,20 @@ class ISTFT(nn.Module):
     """
 
     def __init__(
-        self, n_fft: int, hop_length: int, win_length: int | None = None, use_dft_matmul: bool = False
+        self,
+        n_fft: int,
+        hop_length: int,
+        win_length: int | None = None,
+        padding: str = "center",
+        use_dft_matmul: bool = False,
     ) -> None:
         super().__init__()
+        if padding not in ("center", "same"):
+            raise ValueError(f"ISTFT padding must be 'center' or 'same', got {padding!r}")
         self.n_fft, self.hop_length = n_fft, hop_length
         self.win_length = win_length or n_fft
-        self.use_dft_matmul = use_dft_matmul
+        self.padding, self.use_dft_matmul = padding, use_dft_matmul
+        self.pad = padding_amount(padding, n_fft, hop_length)
         window = padded_window(self.win_length, n_fft).astype(np.float64)
         self.register_buffer("window", torch.from_numpy(window.astype(np.float32)), persistent=False)
         # Inverse real DFT basis with Hermitian weights (DC and Nyquist once, others twice), windowed
@@ -157,33 +163,35 @@ class ISTFT(nn.Module):
         inv_imag = -weights[:, None] * np.sin(angle) / n_fft * window
         basis = np.concatenate([inv_real, inv_imag], axis=0)[:, None, :]  # [2F, 1, n_fft]
         self.register_buffer("basis", torch.from_numpy(basis.astype(np.float32)), persistent=False)
-        self.register_buffer("window_sq", torch.from_numpy((window**2).astype(np.float32))[None, :, None], persistent=False)
+        self.register_buffer("window_sq", torch.from_numpy((window**2).astype(np.float32)), persistent=False)
 
-    def forward(self, real: torch.Tensor, imag: torch.Tensor) -> torch.Tensor:
-        if self.use_dft_matmul or _exporting():
-            return self._overlap_add(real, imag)
-        num_frames = real.shape[-1]
-        return torch.istft(
-            torch.complex(real.float(), imag.float()),
-            self.n_fft,
-            self.hop_length,
-            win_length=self.n_fft,
-            window=self.window,
-            center=True,
-            length=(num_frames - 1) * self.hop_length,
+    def output_length(self, num_frames: int) -> int:
+        return (
+            (num_frames - 1) * self.hop_length if self.padding == "center" else num_frames * self.hop_length
         )
 
-    def _overlap_add(self, real: torch.Tensor, imag: torch.Tensor) -> torch.Tensor:
-        spec = torch.cat([real, imag], dim=1).float()  # [B, 2F, N]
-        frames_out = F.conv_transpose1d(spec, self.basis, stride=self.hop_length)  # [B, 1, L]
-        num_frames = spec.shape[-1]
-        # Overlap-add of the squared window over N frames (the normaliser of weighted OLA).
-        ones = torch.ones(1, 1, num_frames, dtype=spec.dtype, device=spec.device)
+    def forward(self, real: torch.Tensor, imag: torch.Tensor) -> torch.Tensor:
+        real, imag = real.float(), imag.float()
+        num_frames = real.shape[-1]
+        if self.use_dft_matmul or _exporting():
+            frames_out = F.conv_transpose1d(
+                torch.cat([real, imag], dim=1), self.basis, stride=self.hop_length
+            )
+        else:
+            # irfft + fold: an FFT per frame instead of a dense [2F x n_fft] product.
+            frames = torch.fft.irfft(torch.complex(real, imag), n=self.n_fft, dim=1) * self.window[:, None]
+            frames_out = F.fold(
+                frames,
+                output_size=(1, (num_frames - 1) * self.hop_length + self.n_fft),
+                kernel_size=(1, self.n_fft),
+                stride=(1, self.hop_length),
+            )[:, 0]  # [B, 1, L]
+        # Overlap-add of the squared window over N frames: the normaliser of weighted OLA.
+        ones = torch.ones(1, 1, num_frames, dtype=real.dtype, device=real.device)
         envelope = F.conv_transpose1d(ones, self.window_sq.reshape(1, 1, -1), stride=self.hop_length)
-        pad = self.n_fft // 2
-        length = (num_frames - 1) * self.hop_length
-        out = frames_out[:, 0, pad : pad + length]
-        norm = envelope[:, 0, pad : pad + length]
+        length = self.output_length(num_frames)
+        out = frames_out[:, 0, self.pad : self.pad + length]
+        norm = envelope[:, 0, self.pad : self.pad + length]
         return out / torch.clamp(norm, min=1e-8)
 
 
@@ -192,7 +200,7 @@ class LogMelSpectrogram(nn.Module):
 
     Args:
         sample_rate: audio rate in Hz.
-        n_fft, hop_length, win_length, center, pad_mode: STFT settings.
+        n_fft, hop_length, win_length, padding, pad_mode: STFT settings.
         n_mels: mel bands (Slaney scale and normalisation).
         f_min, f_max: band edges in Hz (f_max defaults to Nyquist).
         power: 2.0 for power, 1.0 for magnitude.
@@ -217,12 +225,12 @@ class LogMelSpectrogram(nn.Module):
         f_max: float | None = None,
         power: float = 2.0,
         log_floor: float = 1e-5,
-        center: bool = True,
+        padding: str = "center",
         pad_mode: str = "reflect",
     ) -> None:
         super().__init__()
         self.sample_rate, self.n_mels, self.power, self.log_floor = sample_rate, n_mels, power, log_floor
-        self.stft = STFT(n_fft, hop_length, win_length, center, pad_mode)
+        self.stft = STFT(n_fft, hop_length, win_length, padding, pad_mode)
         fb = mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max)
         self.register_buffer("filterbank", torch.from_numpy(fb), persistent=False)
 
@@ -240,3 +248,37 @@ class LogMelSpectrogram(nn.Module):
         magnitude = power_spec if self.power == 2.0 else power_spec.clamp_min(1e-12).pow(self.power / 2)
         mel = torch.matmul(self.filterbank, magnitude)
         return torch.log(torch.clamp(mel, min=self.log_floor))
+
+
+def griffin_lim(
+    magnitude: torch.Tensor,
+    stft: STFT,
+    istft: ISTFT,
+    num_iters: int = 32,
+    momentum: float = 0.99,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Phase reconstruction from a magnitude spectrogram (fast Griffin-Lim, Perraudin et al. 2013).
+
+    Args:
+        magnitude: [B, F, N] linear magnitudes.
+        stft, istft: the analysis/synthesis pair that defines the spectrogram.
+        num_iters: projections; momentum: the "fast" acceleration (0 gives classic Griffin-Lim).
+        seed: the random initial phase is drawn from this seed, so output is deterministic.
+
+    Returns:
+        audio [B, (N - 1) * hop_length].
+    """
+    generator = torch.Generator().manual_seed(seed)
+    angle = torch.rand(magnitude.shape, generator=generator) * 2 * torch.pi
+    real, imag = magnitude * torch.cos(angle), magnitude * torch.sin(angle)
+    prev_real, prev_imag = torch.zeros_like(real), torch.zeros_like(imag)
+    for _ in range(num_iters):
+        wav = istft(real, imag)
+        est_real, est_imag = stft(wav)
+        acc_real = est_real + momentum * (est_real - prev_real)
+        acc_imag = est_imag + momentum * (est_imag - prev_imag)
+        prev_real, prev_imag = est_real, est_imag
+        norm = torch.sqrt(acc_real**2 + acc_imag**2).clamp_min(1e-8)
+        real, imag = magnitude * acc_real / norm, magnitude * acc_imag / norm
+    return istft(real, imag)

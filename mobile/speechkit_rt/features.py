@@ -5,8 +5,9 @@ modules that the models were trained with (tested to 1e-4 absolute on real speec
 builds its torch filterbank and window from :func:`mel_filterbank` and :func:`padded_window`, so both
 sides share one definition. Only numpy is imported here.
 
-Conventions: ``center=True`` pads ``n_fft // 2`` samples on both sides (reflect or zeros), giving
-``1 + T // hop_length`` frames; a periodic Hann window of ``win_length`` is zero-padded to ``n_fft``;
+Conventions: ``padding="center"`` pads ``n_fft // 2`` samples on both sides (reflect or zeros), giving
+``1 + T // hop_length`` frames; ``"same"`` pads ``(n_fft - hop_length) / 2`` (``T / hop_length`` frames
+for T a multiple of the hop); ``"none"`` pads nothing; a periodic Hann window of ``win_length`` is zero-padded to ``n_fft``;
 spectra are [F, N] with F = n_fft // 2 + 1 frequency bins and N frames.
 
 Example:
@@ -28,7 +29,9 @@ def hz_to_mel(freq: np.ndarray | float) -> np.ndarray:
     min_log_hz, logstep = 1000.0, np.log(6.4) / 27.0
     mels = freq / f_sp
     log_region = freq >= min_log_hz
-    return np.where(log_region, min_log_hz / f_sp + np.log(np.maximum(freq, 1e-10) / min_log_hz) / logstep, mels)
+    return np.where(
+        log_region, min_log_hz / f_sp + np.log(np.maximum(freq, 1e-10) / min_log_hz) / logstep, mels
+    )
 
 
 def mel_to_hz(mels: np.ndarray | float) -> np.ndarray:
@@ -72,26 +75,39 @@ def padded_window(win_length: int, n_fft: int) -> np.ndarray:
     return out.astype(np.float32)
 
 
+def padding_amount(padding: str, n_fft: int, hop_length: int) -> int:
+    """Samples padded on each side: "center" n_fft // 2, "same" (n_fft - hop) // 2, "none" 0."""
+    if padding == "center":
+        return n_fft // 2
+    if padding == "same":
+        if (n_fft - hop_length) % 2:
+            raise ValueError(f"'same' padding needs n_fft - hop_length even, got {n_fft}, {hop_length}")
+        return (n_fft - hop_length) // 2
+    if padding == "none":
+        return 0
+    raise ValueError(f"padding must be 'center', 'same' or 'none', got {padding!r}")
+
+
 def stft(
     wav: np.ndarray,
     n_fft: int,
     hop_length: int,
     win_length: int | None = None,
-    center: bool = True,
+    padding: str = "center",
     pad_mode: str = "reflect",
 ) -> np.ndarray:
     """Short-time Fourier transform of [T] or [B, T] audio.
 
     Returns:
         complex128 spectrum [F, N] (or [B, F, N]), F = n_fft // 2 + 1, N = 1 + T // hop_length
-        when centred.
+        with "center" padding.
     """
     wav = np.asarray(wav, dtype=np.float64)
     squeeze = wav.ndim == 1
     wav = np.atleast_2d(wav)
     window = padded_window(win_length or n_fft, n_fft).astype(np.float64)
-    if center:
-        pad = n_fft // 2
+    pad = padding_amount(padding, n_fft, hop_length)
+    if pad:
         if pad_mode == "reflect" and wav.shape[-1] <= pad:
             raise ValueError(f"reflect padding needs more than {pad} samples, got {wav.shape[-1]}")
         mode = "reflect" if pad_mode == "reflect" else "constant"
@@ -116,14 +132,18 @@ def log_mel_spectrogram(
     f_max: float | None = None,
     power: float = 2.0,
     log_floor: float = 1e-5,
-    center: bool = True,
+    padding: str = "center",
     pad_mode: str = "reflect",
 ) -> np.ndarray:
     """Natural-log mel spectrogram, float32 [n_mels, N] (or [B, n_mels, N]).
 
     ``log(max(mel, log_floor))`` with mel = filterbank @ |STFT|**power.
     """
-    spec = stft(wav, n_fft, hop_length, win_length, center, pad_mode)
+    spec = stft(wav, n_fft, hop_length, win_length, padding, pad_mode)
     magnitude = np.abs(spec) ** power
-    mel = np.einsum("mf,...fn->...mn", mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max).astype(np.float64), magnitude)
+    mel = np.einsum(
+        "mf,...fn->...mn",
+        mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max).astype(np.float64),
+        magnitude,
+    )
     return np.log(np.maximum(mel, log_floor)).astype(np.float32)

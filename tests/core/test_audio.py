@@ -108,7 +108,9 @@ def test_peak_and_loudness_normalisation():
 def test_framing_and_chunks():
     wav = np.arange(10, dtype=np.float32)
     frames = frame_signal(wav, 4, 3)
-    assert frames.shape == (3, 4) and frames[1].tolist() == [3, 4, 5, 6] and frames[2].tolist() == [6, 7, 8, 9]
+    assert (
+        frames.shape == (3, 4) and frames[1].tolist() == [3, 4, 5, 6] and frames[2].tolist() == [6, 7, 8, 9]
+    )
     padded = frame_signal(np.arange(11, dtype=np.float32), 4, 3)
     assert padded.shape == (4, 4) and padded[3].tolist() == [9, 10, 0, 0]
     chunks = list(iter_chunks(wav, 4))

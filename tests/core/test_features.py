@@ -82,3 +82,17 @@ def test_log_mel_exports_to_onnx(tmp_path, speech_16k):
         reference = log_mel_spectrogram(speech_16k[:length], 16000, 512, 160, 80)
         assert out.shape == reference.shape
         assert np.abs(out - reference).max() < 2e-4  # float32 DFT-as-convolution vs float64 FFT
+
+
+@pytest.mark.parametrize("use_dft_matmul", [False, True])
+def test_same_padding_gives_n_frames_and_n_hops(speech_16k, use_dft_matmul):
+    hop = 160
+    wav = torch.from_numpy(speech_16k[: hop * 300])[None]
+    real, imag = STFT(640, hop, padding="same", use_dft_matmul=use_dft_matmul)(wav)
+    assert real.shape[-1] == 300
+    reference = stft(speech_16k[: hop * 300], 640, hop, padding="same")
+    assert np.abs(real[0].numpy() - reference.real).max() < 1e-3
+    back = ISTFT(640, hop, padding="same", use_dft_matmul=use_dft_matmul)(real, imag)
+    assert back.shape == wav.shape
+    # Edges see only part of the window overlap; the interior must be exact.
+    assert (back - wav)[:, hop:-hop].abs().max() < 1e-4

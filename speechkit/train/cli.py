@@ -1,0 +1,26 @@
+"""``speechkit train RECIPE``: one subcommand per recipe, each reproducing a shipped checkpoint.
+
+Recipes run single-process or under ``torchrun --nproc_per_node=N -m speechkit.cli train RECIPE``;
+the trainer picks up torchrun's environment itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+# recipe name -> module with ``add_arguments(parser)`` and ``run(args) -> int``
+RECIPES: dict[str, str] = {
+    "mel-rvq-demo": "speechkit.train.recipes.mel_rvq_demo",
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train`` with one sub-subcommand per recipe."""
+    train = subparsers.add_parser("train", help="run a training recipe")
+    recipes = train.add_subparsers(dest="recipe", required=True)
+    for name, module_name in RECIPES.items():
+        module = importlib.import_module(module_name)
+        parser = recipes.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0])
+        module.add_arguments(parser)
+        parser.set_defaults(func=module.run)

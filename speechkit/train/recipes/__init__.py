@@ -1,0 +1,1 @@
+"""Training recipes, one per shipped checkpoint (see ``speechkit.train.cli.RECIPES``)."""
