@@ -11,9 +11,14 @@ import torch
 
 
 @pytest.fixture(autouse=True)
-def _deterministic() -> None:
+def _deterministic_single_thread():
+    """Seeded, and one torch thread: on 2 busy cores, 2 threads per test slows small ops 10x+."""
     torch.manual_seed(0)
     np.random.seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
