@@ -48,6 +48,8 @@ class STFT(nn.Module):
             for T a multiple of the hop, as Vocos); "none" pads nothing.
         pad_mode: "reflect" or "constant" (zeros) for the padding.
         use_dft_matmul: always use the convolution path (it is used automatically under export).
+        double_precision: run the FFT in float64 (features that must match the numpy twin to 1e-4);
+            training losses turn it off for speed.
 
     Returns (forward):
         (real, imag), each [B, F, N].
@@ -66,8 +68,10 @@ class STFT(nn.Module):
         padding: str = "center",
         pad_mode: str = "reflect",
         use_dft_matmul: bool = False,
+        double_precision: bool = True,
     ) -> None:
         super().__init__()
+        self.double_precision = double_precision
         if pad_mode not in ("reflect", "constant"):
             raise ValueError(f"pad_mode must be 'reflect' or 'constant', got {pad_mode!r}")
         self.n_fft, self.hop_length = n_fft, hop_length
@@ -100,12 +104,13 @@ class STFT(nn.Module):
         # float64 FFT: low-energy bins keep their relative precision next to loud ones, so log features
         # match the numpy twin to 1e-4 (float32 gives ~1.5e-4 on band-limited speech); costs ~1.7x a
         # float32 FFT, which is small next to any model.
+        dtype = torch.float64 if self.double_precision else torch.float32
         spec = torch.stft(
-            x.double(),
+            x.to(dtype),
             self.n_fft,
             self.hop_length,
             win_length=self.n_fft,  # the window is already zero-padded to n_fft
-            window=self.window.double(),
+            window=self.window.to(dtype),
             center=False,
             return_complex=True,
         )
@@ -200,7 +205,7 @@ class LogMelSpectrogram(nn.Module):
 
     Args:
         sample_rate: audio rate in Hz.
-        n_fft, hop_length, win_length, padding, pad_mode: STFT settings.
+        n_fft, hop_length, win_length, padding, pad_mode, double_precision: STFT settings.
         n_mels: mel bands (Slaney scale and normalisation).
         f_min, f_max: band edges in Hz (f_max defaults to Nyquist).
         power: 2.0 for power, 1.0 for magnitude.
@@ -227,10 +232,11 @@ class LogMelSpectrogram(nn.Module):
         log_floor: float = 1e-5,
         padding: str = "center",
         pad_mode: str = "reflect",
+        double_precision: bool = True,
     ) -> None:
         super().__init__()
         self.sample_rate, self.n_mels, self.power, self.log_floor = sample_rate, n_mels, power, log_floor
-        self.stft = STFT(n_fft, hop_length, win_length, padding, pad_mode)
+        self.stft = STFT(n_fft, hop_length, win_length, padding, pad_mode, double_precision=double_precision)
         fb = mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max)
         self.register_buffer("filterbank", torch.from_numpy(fb), persistent=False)
 

@@ -21,6 +21,7 @@ from speechkit.errors import ConfigError
 
 MODEL_CLASSES: dict[str, str] = {
     "mel_rvq_codec": "speechkit.codec.mel_rvq:MelRVQCodec",
+    "rvq_codec": "speechkit.codec.rvq_codec:RVQCodec",
 }
 
 

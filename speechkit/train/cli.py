@@ -12,6 +12,7 @@ import importlib
 # recipe name -> module with ``add_arguments(parser)`` and ``run(args) -> int``
 RECIPES: dict[str, str] = {
     "mel-rvq-demo": "speechkit.train.recipes.mel_rvq_demo",
+    "codec-rvq": "speechkit.train.recipes.codec_rvq",
 }
 
 
