@@ -25,7 +25,7 @@ import numpy as np
 from torch import Tensor, nn
 
 from speechkit.audio import load_audio
-from speechkit.checkpoint import save_checkpoint
+from speechkit.checkpoint import load_model, save_checkpoint
 from speechkit.codec.rvq_codec import RVQCodec, RVQCodecConfig
 from speechkit.data.manifest import read_manifest
 from speechkit.metrics import log_mel_distance, pesq_wb, stoi
@@ -33,6 +33,7 @@ from speechkit.train.datasets import AudioCropDataset
 from speechkit.train.ledger import read_ledger, summarize_ledger
 from speechkit.train.losses import CompressedComplexLoss, MultiResolutionMelLoss, MultiResolutionSTFTLoss
 from speechkit.train.train_config import TrainConfig
+from speechkit.train.train_state import find_training_state
 from speechkit.train.trainer import LEDGER_FILE, Trainer
 
 logger = logging.getLogger(__name__)
@@ -118,16 +119,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-utterances", type=int, default=8)
     parser.add_argument("--max-utterances", type=int, default=None, help="limit training data (smoke runs)")
     parser.add_argument("--config", default=None, help="JSON file overriding RVQCodecConfig fields")
+    parser.add_argument(
+        "--init-from",
+        default=None,
+        help="checkpoint folder to continue from when --run-dir is new (a fresh machine resumes the "
+        "committed checkpoint this way; its ledger carries on)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     data = Path(args.data)
     overrides = json.loads(Path(args.config).read_text()) if args.config else {}
     codec = RVQCodec(RVQCodecConfig(**overrides))
+    if args.init_from and find_training_state(args.run_dir) is None:
+        codec = continue_from_checkpoint(Path(args.init_from), Path(args.run_dir))
     module = CodecTrainingModule(codec)
     segment = int(args.segment_seconds * codec.sample_rate) // codec.hop_length * codec.hop_length
     train_set = AudioCropDataset(
-        [data / "train.jsonl"], codec.sample_rate, segment, max_utterances=args.max_utterances,
+        [data / "train.jsonl"],
+        codec.sample_rate,
+        segment,
+        max_utterances=args.max_utterances,
         gain_db_range=(-12.0, 3.0),
     )
     eval_set = _load_eval_set(data / "valid.jsonl", codec.sample_rate, args.eval_utterances)
@@ -160,9 +172,40 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+PREVIOUS_LEDGER = "previous_ledger.jsonl"
+
+
+def continue_from_checkpoint(checkpoint: Path, run_dir: Path) -> RVQCodec:
+    """Load a shipped checkpoint's weights for a new run and keep its ledger for the export."""
+    codec = load_model(checkpoint).train()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    previous = checkpoint / LEDGER_FILE
+    (run_dir / PREVIOUS_LEDGER).write_text(previous.read_text() if previous.exists() else "")
+    logger.info("continuing from %s", checkpoint)
+    return codec
+
+
+def combined_ledger(run_dir: Path) -> list[dict]:
+    """Ledger entries of earlier sessions (from the checkpoint) followed by this run's, shifted so
+    steps and hours keep counting up across sessions."""
+    previous = read_ledger(run_dir / PREVIOUS_LEDGER) if (run_dir / PREVIOUS_LEDGER).exists() else []
+    step0 = max((int(e.get("step", 0)) for e in previous), default=0)
+    hours0 = max((float(e.get("wall_hours", 0.0)) for e in previous), default=0.0)
+    shifted = [
+        {
+            **e,
+            "step": int(e.get("step", 0)) + step0,
+            "wall_hours": round(float(e.get("wall_hours", 0.0)) + hours0, 6),
+        }
+        for e in read_ledger(run_dir / LEDGER_FILE)
+    ]
+    return previous + shifted
+
+
 def export_checkpoint(trainer: Trainer, run_dir: Path, out: Path, data: Path) -> None:
     """Write the EMA weights as the shipped checkpoint, with the ledger in its card."""
     codec = trainer.model.codec
+    ledger = combined_ledger(run_dir)
     ood = data / "test_ood.jsonl"
     metrics = {"valid": evaluate_codec(codec, _load_eval_set(data / "valid.jsonl", codec.sample_rate, 16))}
     if ood.exists():
@@ -175,7 +218,8 @@ def export_checkpoint(trainer: Trainer, run_dir: Path, out: Path, data: Path) ->
         "data": str(data),
         "metrics": metrics,
         "headline_metrics": {f"PESQ-WB@{k:g}k": headline[f"pesq@{k:g}k"] for k in (1.5, 6.0)},
-        "ledger": summarize_ledger(read_ledger(run_dir / LEDGER_FILE)).to_dict(),
-        "recipe": "speechkit train codec-rvq",
+        "ledger": summarize_ledger(ledger).to_dict(),
+        "recipe": "speechkit train codec-rvq --init-from speechkit/checkpoints/codec-rvq",
     }
     save_checkpoint(codec.eval(), out, card)
+    (out / LEDGER_FILE).write_text("".join(json.dumps(entry) + "\n" for entry in ledger))
