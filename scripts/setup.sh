@@ -12,7 +12,7 @@ PYTHON="${PYTHON:-python3}"
 declare -A TOOLS=(
   [espeak-ng]=espeak-ng [flite]=flite [festival]=festival [text2wave]=festival [sox]=sox
   [ffmpeg]=ffmpeg [c2enc]=codec2 [c2dec]=codec2 [opusenc]=opus-tools [opusdec]=opus-tools
-  [fluidsynth]=fluidsynth [fortune]=fortune-mod
+  [fluidsynth]=fluidsynth
 )
 # files -> Debian package (voices, soundfont, text)
 declare -A FILES=(
