@@ -94,6 +94,9 @@ def load_model(directory: str | Path) -> nn.Module:
         raise CheckpointError(f"checkpoint {directory}: cannot read {WEIGHTS_FILE}: {err}") from err
     model = build_model(config)
     _load_state_strict(model, state, directory)
+    # Identity of the weights, written into token files so a decoder can refuse foreign tokens.
+    model.checkpoint_name = directory.name
+    model.fingerprint = (expected or sha256_file(directory / WEIGHTS_FILE))[:16]
     return model.eval()
 
 

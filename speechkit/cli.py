@@ -1,6 +1,8 @@
 """The ``speechkit`` command line.
 
     speechkit demo [-o DIR]          round-trip the bundled speech sample through the default codec
+    speechkit encode IN -o OUT.sktk  compress audio to a token file (--model, --kbps)
+    speechkit decode IN.sktk -o OUT.wav
     speechkit models                 list shipped checkpoints (name, task, size, headline metrics)
     speechkit data speech|music|noise   build the offline corpora
     speechkit train RECIPE ...       run a training recipe (single process or under torchrun)
@@ -40,6 +42,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from speechkit.registry import load
 
     out_dir = Path(args.output)
+    args.model = args.model or default_codec()
     codec = load(args.model)
     wav, sample_rate = load_audio(args.input or sample_speech_path(), target_sample_rate=codec.sample_rate)
     start = time.perf_counter()
@@ -64,6 +67,59 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_CODECS = ("codec-rvq", "mel-rvq-demo")  # the first one shipped is the default
+
+
+def default_codec() -> str:
+    from speechkit.checkpoint import shipped_checkpoints
+
+    names = {c.name for c in shipped_checkpoints()}
+    return next((name for name in DEFAULT_CODECS if name in names), DEFAULT_CODECS[-1])
+
+
+def _cmd_encode(args: argparse.Namespace) -> int:
+    from speechkit.audio import load_audio
+    from speechkit.registry import load
+
+    codec = load(args.model or default_codec())
+    wav, sample_rate = load_audio(args.input)
+    if sample_rate != codec.sample_rate:
+        print(f"note: converting {sample_rate} Hz to the codec's {codec.sample_rate} Hz")
+    num_codebooks = args.codebooks or (codec.num_codebooks_for(args.kbps) if args.kbps else None)
+    tokens = codec.encode(wav, sample_rate, num_codebooks)
+    data = codec.to_bytes(tokens)
+    output = Path(args.output or Path(args.input).with_suffix(".sktk"))
+    output.write_bytes(data)
+    seconds = len(wav) / sample_rate
+    total_kbps = 8 * len(data) / seconds / 1000
+    print(
+        f"{args.input} ({seconds:.2f} s) -> {output}: {tokens.num_codebooks} codebooks, "
+        f"{tokens.bitrate / 1000:.2f} kbps nominal, {len(data)} bytes ({total_kbps:.2f} kbps with header)"
+    )
+    return 0
+
+
+def _cmd_decode(args: argparse.Namespace) -> int:
+    from speechkit.audio import save_audio
+    from speechkit.codec.bitstream import read_bitstream
+    from speechkit.errors import BitstreamError
+    from speechkit.registry import load
+
+    path = Path(args.input)
+    if not path.is_file():
+        raise BitstreamError(f"token file not found: {path}")
+    data = path.read_bytes()
+    header, _ = read_bitstream(data)
+    codec = load(args.model or header["model"])
+    wav = codec.decode(codec.from_bytes(data))
+    output = Path(args.output or path.with_suffix(".wav"))
+    save_audio(output, wav, codec.sample_rate)
+    print(
+        f"{path} -> {output}: {len(wav) / codec.sample_rate:.2f} s at {codec.sample_rate} Hz ({codec.name})"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="speechkit", description="Edge audio and speech SDK.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -72,8 +128,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="round-trip a speech sample through the default codec")
     demo.add_argument("-o", "--output", default="out", help="folder for input.wav, decoded.wav, tokens.npy")
     demo.add_argument("-i", "--input", default=None, help="audio file (default: the bundled sample)")
-    demo.add_argument("--model", default="mel-rvq-demo", help="shipped name or checkpoint folder")
+    demo.add_argument("--model", default=None, help="shipped name or checkpoint folder (default: best codec)")
     demo.set_defaults(func=_cmd_demo)
+
+    encode = sub.add_parser("encode", help="compress audio to a token file (.sktk)")
+    encode.add_argument("input", help="audio file in any format/rate/channels soundfile reads")
+    encode.add_argument("-o", "--output", default=None, help="token file (default: input with .sktk)")
+    encode.add_argument("--model", default=None, help="codec name or folder (default: best shipped codec)")
+    rate = encode.add_mutually_exclusive_group()
+    rate.add_argument("--kbps", type=float, default=None, help="target bitrate (nearest codebook count)")
+    rate.add_argument("--codebooks", type=int, default=None, help="number of codebooks to keep")
+    encode.set_defaults(func=_cmd_encode)
+
+    decode = sub.add_parser("decode", help="decode a token file to audio")
+    decode.add_argument("input", help="token file written by speechkit encode")
+    decode.add_argument("-o", "--output", default=None, help="wav/flac/ogg (default: input with .wav)")
+    decode.add_argument("--model", default=None, help="override the model named in the file")
+    decode.set_defaults(func=_cmd_decode)
 
     models = sub.add_parser("models", help="list shipped checkpoints")
     models.set_defaults(func=_cmd_models)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from speechkit.audio import prepare_input
+from speechkit.codec.bitstream import read_bitstream, write_bitstream
 from speechkit.errors import BitstreamError
 from speechkit.tokenizers.tokens import Tokens
 
@@ -36,6 +37,8 @@ class Codec:
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model.eval()
+        self.name: str = getattr(model, "checkpoint_name", model.config.KIND)
+        self.fingerprint: str = getattr(model, "fingerprint", "unsaved")
 
     @property
     def kind(self) -> str:
@@ -90,6 +93,28 @@ class Codec:
         if num_samples is not None:
             wav = wav[: int(np.asarray(num_samples).reshape(-1)[0])]
         return np.ascontiguousarray(wav, dtype=np.float32)
+
+    def num_codebooks_for(self, kbps: float) -> int:
+        """The number of codebooks whose bitrate is nearest ``kbps`` (ties go to fewer)."""
+        per_codebook = self.bitrate(1)
+        wanted = kbps * 1000 / per_codebook
+        return int(min(len(self.codebook_sizes), max(1, np.floor(wanted + 0.5 - 1e-9))))
+
+    def to_bytes(self, tokens: Tokens) -> bytes:
+        """Tokens -> the compact token file (see :mod:`speechkit.codec.bitstream`)."""
+        return write_bitstream(
+            tokens, model=self.name, fingerprint=self.fingerprint, sample_rate=self.sample_rate
+        )
+
+    def from_bytes(self, data: bytes) -> Tokens:
+        """Token file -> Tokens, refusing files written by another model or another set of weights."""
+        header, tokens = read_bitstream(data)
+        if header["kind"] != self.kind or header["fingerprint"] != self.fingerprint:
+            raise BitstreamError(
+                f"token file was written by model {header['model']!r} ({header['kind']}, weights "
+                f"{header['fingerprint']}); this codec is {self.name!r} ({self.kind}, weights {self.fingerprint})"
+            )
+        return tokens
 
     def _check_num_codebooks(self, num_codebooks: int | None) -> int:
         total = len(self.codebook_sizes)

@@ -140,7 +140,9 @@ class RVQCodec(nn.Module):
         self.frame_rate = config.sample_rate / self.hop_length
         self.codebook_sizes = (config.codebook_size,) * config.num_quantizers
         pad_mode = "constant" if config.causal else "reflect"
-        self.stft = STFT(config.n_fft, config.hop_length, padding="same", pad_mode=pad_mode, double_precision=False)
+        self.stft = STFT(
+            config.n_fft, config.hop_length, padding="same", pad_mode=pad_mode, double_precision=False
+        )
         self.istft = ISTFT(config.n_fft, config.hop_length, padding="same")
         self.encoder = SpectralEncoder(config)
         self.quantizer = ResidualVQ(
