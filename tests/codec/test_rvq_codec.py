@@ -64,7 +64,7 @@ def test_stereo_44k_input_is_converted(codec):
 
 @pytest.mark.slow
 def test_overfits_a_two_second_clip(speech_16k):
-    from speechkit.train.recipes.codec_rvq import CodecTrainingModule
+    from speechkit.train.recipes.codec_training import CodecTrainingModule
 
     torch.manual_seed(0)
     module = CodecTrainingModule(RVQCodec(TINY.replace(quantizer_dropout=0.0)))
