@@ -22,6 +22,7 @@ from speechkit.errors import ConfigError
 MODEL_CLASSES: dict[str, str] = {
     "mel_rvq_codec": "speechkit.codec.mel_rvq:MelRVQCodec",
     "rvq_codec": "speechkit.codec.rvq_codec:RVQCodec",
+    "single_codec": "speechkit.codec.single_codec:SingleCodec",
 }
 
 

@@ -4,18 +4,44 @@ A codec model (a ``torch.nn.Module``) provides ``sample_rate``, ``frame_rate``, 
 ``codebook_sizes`` (all stages it was trained with), ``encode_codes(wav [B, T], num_codebooks)
 -> codes [B, K, N]`` and ``decode_codes(codes [B, K, N]) -> wav [B, N * hop_length]``; this class
 adds input conversion, validation, the ``Tokens`` type and length bookkeeping.
+
+A codec that also sends per-utterance side information (Single-Codec's global embedding) adds
+``global_codebook_sizes`` (a non-empty tuple), ``encode_global(wav [B, T]) -> [B, G]`` and takes
+``decode_codes(codes, global_codes=[B, G])``; its tokens carry ``extras["global_codes"]`` ([B, G]
+int64) and ``extras["global_codebook_sizes"]`` (a tuple), which the token file stores too.
+For training, ``forward(wav [B, T])`` returns a :class:`CodecForwardOutput`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from speechkit.audio import prepare_input
 from speechkit.codec.bitstream import read_bitstream, write_bitstream
 from speechkit.errors import BitstreamError
+from speechkit.tokenizers.bitpacking import bits_per_code, check_code_range
+from speechkit.tokenizers.residual_vq import ResidualQuantizerOutput
 from speechkit.tokenizers.tokens import Tokens
+
+
+@dataclass
+class CodecForwardOutput:
+    """Training-time output of a codec's ``forward`` (the contract of the shared codec recipe).
+
+    Attributes:
+        audio: [B, T] reconstruction.
+        quantizer: the frame quantizer's losses and statistics (``perplexity``/``usage`` [n] per
+            codebook); a codec with side information adds those losses into the same scalars.
+        extra_metrics: further scalars to log (e.g. the global codes' perplexity).
+    """
+
+    audio: Tensor
+    quantizer: ResidualQuantizerOutput
+    extra_metrics: dict[str, Tensor] | None = None
 
 
 class Codec:
@@ -56,30 +82,55 @@ class Codec:
     def codebook_sizes(self) -> tuple[int, ...]:
         return tuple(self.model.codebook_sizes)
 
+    @property
+    def global_codebook_sizes(self) -> tuple[int, ...]:
+        """Sizes of the per-utterance global codes; empty for a codec without side information."""
+        return tuple(getattr(self.model, "global_codebook_sizes", ()))
+
     def bitrate(self, num_codebooks: int | None = None) -> float:
-        """Nominal bits per second when ``num_codebooks`` stages are kept (all by default)."""
+        """Nominal bits per second of the frame tokens when ``num_codebooks`` stages are kept (all
+        by default); the per-utterance global codes are counted by :meth:`global_bitrate`."""
         sizes = self.codebook_sizes[: num_codebooks or len(self.codebook_sizes)]
         return self.frame_rate * sum(int(np.ceil(np.log2(s))) for s in sizes)
 
+    @property
+    def global_bits(self) -> int:
+        """Bits of side information sent once per utterance (0 without global codes)."""
+        return sum(bits_per_code(size) for size in self.global_codebook_sizes)
+
+    def global_bitrate(self, duration_seconds: float) -> float:
+        """The global bits amortised over an utterance of ``duration_seconds``, in bits per second."""
+        if duration_seconds <= 0:
+            raise ValueError(f"duration_seconds must be > 0, got {duration_seconds}")
+        return self.global_bits / duration_seconds
+
     @torch.inference_mode()
     def encode(self, wav: np.ndarray, sample_rate: int, num_codebooks: int | None = None) -> Tokens:
-        """Audio [T] or [T, C] at ``sample_rate`` -> Tokens [1, K, N] (stereo mixed, rate converted)."""
+        """Audio [T] or [T, C] at ``sample_rate`` -> Tokens [1, K, N] (stereo mixed, rate converted).
+
+        ``extras`` hold ``num_samples`` and, for a codec with global codes, ``global_codes`` [1, G]
+        and ``global_codebook_sizes``.
+        """
         num_codebooks = self._check_num_codebooks(num_codebooks)
         wav = prepare_input(wav, sample_rate, self.sample_rate)
         hop = int(self.model.hop_length)
         padded = np.pad(wav, (0, (-len(wav)) % hop))
-        codes = self.model.encode_codes(torch.from_numpy(padded)[None], num_codebooks)
+        batch = torch.from_numpy(padded)[None]
+        codes = self.model.encode_codes(batch, num_codebooks)
+        extras = {"num_samples": np.array([len(wav)], dtype=np.int64)}
+        if self.global_codebook_sizes:
+            extras["global_codes"] = self.model.encode_global(batch).numpy().astype(np.int64)
+            extras["global_codebook_sizes"] = self.global_codebook_sizes
         return Tokens(
-            codes.numpy(),
-            self.frame_rate,
-            self.codebook_sizes[:num_codebooks],
-            kind=self.kind,
-            extras={"num_samples": np.array([len(wav)], dtype=np.int64)},
+            codes.numpy(), self.frame_rate, self.codebook_sizes[:num_codebooks], kind=self.kind, extras=extras
         )
 
     @torch.inference_mode()
     def decode(self, tokens: Tokens) -> np.ndarray:
-        """Tokens of this codec -> float32 audio [T] (batch of one) at :attr:`sample_rate`."""
+        """Tokens of this codec -> float32 audio [T] (batch of one) at :attr:`sample_rate`.
+
+        A codec with global codes refuses tokens that lack them or whose global codebooks differ.
+        """
         if tokens.kind != self.kind:
             raise BitstreamError(f"tokens were made by a {tokens.kind!r} model, this codec is {self.kind!r}")
         if tokens.codebook_sizes != self.codebook_sizes[: tokens.num_codebooks]:
@@ -88,7 +139,12 @@ class Codec:
             )
         if tokens.codes.shape[0] != 1:
             raise BitstreamError(f"decode takes a batch of one, got {tokens.codes.shape[0]}")
-        wav = self.model.decode_codes(torch.from_numpy(np.array(tokens.codes)))[0].numpy()
+        codes = torch.from_numpy(np.array(tokens.codes))
+        if self.global_codebook_sizes:
+            global_codes = torch.from_numpy(self._checked_global_codes(tokens))
+            wav = self.model.decode_codes(codes, global_codes=global_codes)[0].numpy()
+        else:
+            wav = self.model.decode_codes(codes)[0].numpy()
         num_samples = tokens.extras.get("num_samples")
         if num_samples is not None:
             wav = wav[: int(np.asarray(num_samples).reshape(-1)[0])]
@@ -115,6 +171,27 @@ class Codec:
                 f"{header['fingerprint']}); this codec is {self.name!r} ({self.kind}, weights {self.fingerprint})"
             )
         return tokens
+
+    def _checked_global_codes(self, tokens: Tokens) -> np.ndarray:
+        """extras["global_codes"] as int64 [1, G], checked against this codec's global codebooks."""
+        if "global_codes" not in tokens.extras:
+            raise BitstreamError(
+                f"tokens lack extras['global_codes']: a {self.kind!r} codec needs the per-utterance global "
+                f"codes ({len(self.global_codebook_sizes)} codes) that its encode() returns"
+            )
+        sizes = tuple(int(s) for s in tokens.extras.get("global_codebook_sizes", ()))
+        if sizes != self.global_codebook_sizes:
+            raise BitstreamError(
+                f"global codebook sizes {sizes} do not match this codec's {self.global_codebook_sizes}"
+            )
+        global_codes = np.asarray(tokens.extras["global_codes"])
+        if global_codes.shape != (1, len(sizes)) or not np.issubdtype(global_codes.dtype, np.integer):
+            raise BitstreamError(
+                f"extras['global_codes'] must be integer [1, {len(sizes)}], got {global_codes.dtype} "
+                f"{global_codes.shape}"
+            )
+        check_code_range(global_codes[:, :, None], sizes)
+        return global_codes.astype(np.int64)
 
     def _check_num_codebooks(self, num_codebooks: int | None) -> int:
         total = len(self.codebook_sizes)

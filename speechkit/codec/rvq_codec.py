@@ -21,14 +21,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from speechkit.codec.api import Codec
+from speechkit.codec.api import Codec, CodecForwardOutput
+from speechkit.codec.spectral_head import LOG_MAGNITUDE_FLOOR, spectrum_to_audio
 from speechkit.config import ModelConfig
 from speechkit.features import ISTFT, STFT
 from speechkit.nn.conv import ConvNeXtBlock, PaddedConv1d, PaddedConvTranspose1d
-from speechkit.tokenizers.residual_vq import ResidualQuantizerOutput, ResidualVQ
-
-LOG_MAGNITUDE_FLOOR = 1e-5
-LOG_MAGNITUDE_CEILING = 7.0  # exp(7) ~ 1100: above any |X| of full-scale audio with n_fft <= 2048
+from speechkit.tokenizers.residual_vq import ResidualVQ
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,14 +50,6 @@ class RVQCodecConfig(ModelConfig):
     quantizer_dropout: float = 0.5
     dead_code_threshold: float = 0.2
     causal: bool = False
-
-
-@dataclass
-class CodecForwardOutput:
-    """Training-time output of :meth:`RVQCodec.forward`."""
-
-    audio: Tensor  # [B, T]
-    quantizer: ResidualQuantizerOutput
 
 
 def _blocks(count: int, dim: int, config: RVQCodecConfig) -> nn.Sequential:
@@ -165,10 +155,7 @@ class RVQCodec(nn.Module):
 
     def synthesise(self, latent: Tensor) -> Tensor:
         """Quantized latent [B, D, M] -> audio [B, M * hop_length]."""
-        log_magnitude, phase = self.decoder(latent)
-        magnitude = torch.exp(log_magnitude.float().clamp(max=LOG_MAGNITUDE_CEILING))
-        phase = phase.float()
-        return self.istft(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
+        return spectrum_to_audio(*self.decoder(latent), self.istft)
 
     def forward(self, wav: Tensor, num_codebooks: int | None = None) -> CodecForwardOutput:
         """Training pass: encode, quantize (with quantizer dropout in training), decode."""

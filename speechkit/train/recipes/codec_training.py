@@ -79,6 +79,8 @@ class CodecTrainingModule(nn.Module):
         metrics = {name: float(value.detach()) for name, value in parts.items()}
         metrics["perplexity_1"] = float(out.quantizer.perplexity[0])
         metrics["usage_min"] = float(out.quantizer.usage.min())
+        for name, value in (getattr(out, "extra_metrics", None) or {}).items():
+            metrics[name] = float(value)
         return loss, metrics
 
 
