@@ -39,14 +39,21 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def save_checkpoint(model: nn.Module, directory: str | Path, card: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    model: nn.Module,
+    directory: str | Path,
+    card: dict[str, Any] | None = None,
+    weights_dtype: torch.dtype = torch.float32,
+) -> Path:
     """Write a model (which must have ``.config``) as a checkpoint folder.
 
     Args:
         model: a registered model.
         directory: output folder (created).
         card: extra card fields (task, data, ledger, metrics ...); the weights' sha256, parameter
-            count and size are filled in.
+            count, size and storage dtype are filled in.
+        weights_dtype: storage type of floating-point tensors; float16 halves a shipped checkpoint
+            and loading casts back to the model's float32.
 
     Returns:
         The folder.
@@ -54,13 +61,17 @@ def save_checkpoint(model: nn.Module, directory: str | Path, card: dict[str, Any
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model.config.save(directory / CONFIG_FILE)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    state = {
+        k: (v.to(weights_dtype) if v.is_floating_point() else v).detach().contiguous().cpu()
+        for k, v in model.state_dict().items()
+    }
     save_file(state, str(directory / WEIGHTS_FILE), metadata={"kind": model.config.KIND})
     card = dict(card or {})
     card.update(
         kind=model.config.KIND,
         parameters=sum(p.numel() for p in model.parameters()),
         size_bytes=(directory / WEIGHTS_FILE).stat().st_size,
+        weights_dtype=str(weights_dtype).removeprefix("torch."),
         weights_sha256=sha256_file(directory / WEIGHTS_FILE),
     )
     (directory / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")

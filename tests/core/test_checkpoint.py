@@ -96,3 +96,15 @@ def test_shipped_default_loads_by_name_and_round_trips(speech_16k):
     ref = log_mel_spectrogram(speech_16k, 16000, 1024, 320, 80, power=1.0)
     out = log_mel_spectrogram(decoded, 16000, 1024, 320, 80, power=1.0)
     assert np.abs(out - ref).mean() < 0.5 * np.abs(ref - ref.mean()).mean()
+
+
+def test_float16_storage_halves_size_and_loads_as_float32(tmp_path):
+    model = MelRVQCodec(MelRVQCodecConfig(num_quantizers=2, codebook_size=16)).eval()
+    full = save_checkpoint(model, tmp_path / "fp32")
+    half = save_checkpoint(model, tmp_path / "fp16", weights_dtype=torch.float16)
+    assert (half / "model.safetensors").stat().st_size < 0.6 * (full / "model.safetensors").stat().st_size
+    loaded = load_model(half)
+    assert all(p.dtype == torch.float32 for p in loaded.state_dict().values() if p.is_floating_point())
+    for key, value in model.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(loaded.state_dict()[key], value, rtol=1e-3, atol=1e-4)

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 from speechkit.audio import load_audio
@@ -238,5 +239,5 @@ def export_checkpoint(trainer: Trainer, run_dir: Path, out: Path, data: Path, ca
         "ledger": summarize_ledger(ledger).to_dict(),
         "recipe": f"speechkit train {card['name']} --init-from speechkit/checkpoints/{card['name']}",
     }
-    save_checkpoint(codec.eval(), out, card)
+    save_checkpoint(codec.eval(), out, card, weights_dtype=torch.float16)
     (out / LEDGER_FILE).write_text("".join(json.dumps(entry) + "\n" for entry in ledger))
