@@ -19,6 +19,15 @@ distributed code in the quantizer, at the price that the codebooks follow rank 0
 alone logs, evaluates (the others wait at a barrier) and writes shared files; ``run_dir`` must be on a
 file system every node sees.
 
+Adversarial training (GANs): a model with an ``adversary`` submodule and an ``adversary_step(batch) ->
+(loss, metrics)`` method gets a second update in every micro-batch. The generator pass runs with the
+adversary's parameters frozen (gradients still flow through it to the generator), then
+``adversary_step`` (which reuses what ``training_step`` cached, e.g. the generated audio, detached) is
+backpropagated into the adversary alone. Both parameter sets live in the one AdamW (separate groups,
+same schedule), are clipped separately and step together, so saving and resuming need nothing new.
+Under DDP the adversary is excluded from the wrapper and its gradients are averaged by one extra
+all-reduce.
+
 Sessions get killed: the state is checkpointed every ``checkpoint_every`` steps, at the end, when
 ``max_wall_minutes`` is used up and on SIGTERM (torchrun forwards it); a new Trainer on the same
 ``run_dir`` resumes exactly (weights, optimizer, schedule, EMA, step, sampler position, generators).
@@ -227,9 +236,19 @@ class Trainer:
             self.device, self.dist.world_size, self.precision, self.dist.num_nodes
         )
         self.ema = ModelEMA(self.model, config.ema_decay) if config.ema_decay is not None else None
+        self.adversary = _find_adversary(self.model)
+        self._adversary_params = list(self.adversary.parameters()) if self.adversary is not None else []
         self.optimizer, self.scheduler = self._build_optimizer(param_groups_fn)
-        self._params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        adversarial = {id(p) for p in self._adversary_params}
+        self._params = [
+            p for group in self.optimizer.param_groups for p in group["params"] if id(p) not in adversarial
+        ]
         self._module: nn.Module = _TrainingStep(self.model)
+        if self.dist.is_distributed and self.adversary is not None:
+            for param in self._adversary_params:  # the main DDP ignores them, so sync them here once
+                self.dist.broadcast_(param.data)
+            ignored = [f"model.{name}" for name, _ in self.model.named_parameters() if _is_adversarial(name)]
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self._module, ignored)
         if self.dist.is_distributed:
             self._module = DistributedDataParallel(
                 self._module,
@@ -261,6 +280,13 @@ class Trainer:
         groups = make_groups(self.model)
         if not groups:
             raise ConfigError(f"{type(self.model).__name__} has no trainable parameters")
+        if self._adversary_params:  # the adversary gets groups of its own (see the module docstring)
+            adversarial = {id(p) for p in self._adversary_params}
+            generator = [
+                {**g, "params": [p for p in g["params"] if id(p) not in adversarial]} for g in groups
+            ]
+            adversary_groups = default_param_groups(self.adversary, cfg.weight_decay)
+            groups = [g for g in generator if g["params"]] + adversary_groups
         optimizer = torch.optim.AdamW(
             groups, lr=cfg.learning_rate, betas=cfg.betas, weight_decay=cfg.weight_decay
         )
@@ -340,16 +366,26 @@ class Trainer:
             sync_later = (
                 isinstance(self._module, DistributedDataParallel) and micro < cfg.grad_accum_steps - 1
             )
-            with self._module.no_sync() if sync_later else contextlib.nullcontext():
+            with self._module.no_sync() if sync_later else contextlib.nullcontext(), self._adversary_frozen():
                 with autocast_context(self.device, self.precision):
                     loss, metrics = self._module(batch)
                 (loss / cfg.grad_accum_steps).backward()
+            if self.adversary is not None:
+                with autocast_context(self.device, self.precision):
+                    adversary_loss, adversary_metrics = self.model.adversary_step(batch)
+                (adversary_loss / cfg.grad_accum_steps).backward()
+                metrics = {**metrics, **adversary_metrics}
             self._consumed += cfg.batch_size
             loss_sum += loss.detach().float()
             for name, value in metrics.items():
                 metric_sums[name] = metric_sums.get(name, 0.0) + float(value) / cfg.grad_accum_steps
         max_norm = cfg.grad_clip_norm if cfg.grad_clip_norm is not None else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self._params, max_norm)
+        if self.adversary is not None:
+            self._average_adversary_gradients()
+            adversary_norm = torch.nn.utils.clip_grad_norm_(self._adversary_params, max_norm)
+            metric_sums["adversary_grad_norm"] = float(adversary_norm)
+            grad_norm = grad_norm + 0.0 * adversary_norm  # a non-finite adversary norm skips the step too
         reason = self._local_stop_reason()
         flags = torch.tensor([0.0, 0.0, reason == "wall_budget", reason == "signal"], device=self.device)
         flags[0], flags[1] = loss_sum / cfg.grad_accum_steps, grad_norm  # device copies, no host sync
@@ -365,6 +401,30 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         stop = "signal" if signal_flag > 0 else "wall_budget" if wall_flag > 0 else None
         return _StepResult(finite, loss_mean, norm_mean, stop, metric_sums)
+
+    @contextlib.contextmanager
+    def _adversary_frozen(self) -> Iterator[None]:
+        """The generator pass: no gradients into the adversary's parameters (they still flow through it)."""
+        flags = [p.requires_grad for p in self._adversary_params]
+        for param in self._adversary_params:
+            param.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for param, flag in zip(self._adversary_params, flags):
+                param.requires_grad_(flag)
+
+    def _average_adversary_gradients(self) -> None:
+        """All-reduce the adversary's gradients (the main DDP ignores them): one flat collective."""
+        if not self.dist.is_distributed:
+            return
+        grads = [p.grad for p in self._adversary_params if p.grad is not None]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        self.dist.all_reduce_sum_(flat).div_(self.dist.world_size)
+        offset = 0
+        for grad in grads:
+            grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
+            offset += grad.numel()
 
     def _on_sigterm(self) -> None:
         logger.warning("stopping after this step and checkpointing")
@@ -581,6 +641,25 @@ class Trainer:
         )
         self._last_saved_step = self.step
         return path
+
+
+ADVERSARY_ATTRIBUTE = "adversary"
+
+
+def _find_adversary(model: nn.Module) -> nn.Module | None:
+    """The model's ``adversary`` submodule when it also has ``adversary_step`` (see the module docstring)."""
+    adversary = getattr(model, ADVERSARY_ATTRIBUTE, None)
+    if adversary is None:
+        return None
+    if not isinstance(adversary, nn.Module) or not callable(getattr(model, "adversary_step", None)):
+        raise ConfigError(
+            f"{type(model).__name__}.adversary needs to be a module and adversary_step a method"
+        )
+    return adversary
+
+
+def _is_adversarial(parameter_name: str) -> bool:
+    return parameter_name.split(".", 1)[0] == ADVERSARY_ATTRIBUTE
 
 
 def _sync_buffers_every_forward() -> dict[str, bool]:

@@ -12,7 +12,12 @@ ledger and the latest validation metrics. Scales unchanged to GPUs and several p
 ``torchrun --nproc_per_node=N -m speechkit.cli train codec-rvq ...``.
 
 Losses: multi-resolution log-mel L1 (weight 15, as DAC), multi-resolution STFT, the phase-aware
-compressed complex loss, VQ commitment. No adversarial stage yet.
+compressed complex loss, VQ commitment. ``--adversarial`` adds the adversarial stage (meant for a
+model whose reconstruction has converged, i.e. with ``--init-from``): HiFi-GAN's multi-period and a
+multi-resolution complex-STFT discriminator (``speechkit.train.discriminators``), least-squares GAN
+loss (weight 1) and feature matching (weight 2), as DAC. The discriminator trains alone for
+``--adversary-warmup-steps`` before the generator hears it, so a random critic does not pull a good
+codec off course.
 """
 
 from __future__ import annotations
@@ -33,6 +38,12 @@ from speechkit.checkpoint import load_model, save_checkpoint
 from speechkit.data.manifest import read_manifest
 from speechkit.metrics import log_mel_distance, pesq_wb, stoi
 from speechkit.train.datasets import AudioCropDataset
+from speechkit.train.discriminators import (
+    CombinedDiscriminator,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+)
 from speechkit.train.ledger import read_ledger, summarize_ledger
 from speechkit.train.losses import CompressedComplexLoss, MultiResolutionMelLoss, MultiResolutionSTFTLoss
 from speechkit.train.train_config import TrainConfig
@@ -54,9 +65,17 @@ class CodecTrainingModule(nn.Module):
         stft_weight: float = 1.0,
         complex_weight: float = 5.0,
         commitment_weight: float = 0.25,
+        adversary: nn.Module | None = None,
+        adversarial_weight: float = 1.0,
+        feature_matching_weight: float = 2.0,
+        adversary_warmup_steps: int = 0,
     ) -> None:
         super().__init__()
         self.codec = codec
+        self.adversary = adversary  # a submodule named "adversary" is what the Trainer looks for
+        self.adversary_warmup_steps = adversary_warmup_steps
+        self.register_buffer("adversary_updates", torch.zeros((), dtype=torch.long))
+        self._generated: Tensor | None = None
         self.mel_loss = MultiResolutionMelLoss(codec.sample_rate)
         self.stft_loss = MultiResolutionSTFTLoss()
         self.complex_loss = CompressedComplexLoss()
@@ -65,6 +84,8 @@ class CodecTrainingModule(nn.Module):
             "stft": stft_weight,
             "complex": complex_weight,
             "commitment": commitment_weight,
+            "adversarial": adversarial_weight,
+            "feature_matching": feature_matching_weight,
         }
 
     def training_step(self, batch: Tensor) -> tuple[Tensor, dict[str, float]]:
@@ -76,6 +97,9 @@ class CodecTrainingModule(nn.Module):
             "complex": self.complex_loss(prediction, batch),
             "commitment": out.quantizer.commitment_loss + out.quantizer.codebook_loss,
         }
+        if self.adversary is not None:
+            parts.update(self._adversarial_losses(prediction, batch))
+            self._generated = prediction.detach()
         loss = sum(self.weights[name] * value for name, value in parts.items())
         metrics = {name: float(value.detach()) for name, value in parts.items()}
         metrics["perplexity_1"] = float(out.quantizer.perplexity[0])
@@ -83,6 +107,29 @@ class CodecTrainingModule(nn.Module):
         for name, value in (getattr(out, "extra_metrics", None) or {}).items():
             metrics[name] = float(value)
         return loss, metrics
+
+    def _adversarial_losses(self, prediction: Tensor, batch: Tensor) -> dict[str, Tensor]:
+        zero = prediction.new_zeros(())
+        if int(self.adversary_updates) < self.adversary_warmup_steps:
+            return {"adversarial": zero, "feature_matching": zero}
+        fake_logits, fake_features = self.adversary(prediction)
+        with torch.no_grad():
+            _, real_features = self.adversary(batch)
+        return {
+            "adversarial": generator_adversarial_loss(fake_logits),
+            "feature_matching": feature_matching_loss(real_features, fake_features),
+        }
+
+    def adversary_step(self, batch: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """The discriminator's loss on the real batch and the audio ``training_step`` just generated."""
+        if self._generated is None:
+            raise RuntimeError("adversary_step must follow training_step on the same batch")
+        real_logits, _ = self.adversary(batch)
+        fake_logits, _ = self.adversary(self._generated)
+        self._generated = None
+        self.adversary_updates += 1
+        loss = discriminator_loss(real_logits, fake_logits)
+        return loss, {"discriminator": float(loss.detach())}
 
 
 def evaluate_codec(codec: nn.Module, utterances: list[np.ndarray]) -> dict[str, float]:
@@ -134,6 +181,9 @@ def add_codec_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--eval-utterances", type=int, default=8)
     parser.add_argument("--max-utterances", type=int, default=None, help="limit training data (smoke runs)")
     parser.add_argument("--config", default=None, help="JSON file overriding the model config's fields")
+    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers per process")
+    parser.add_argument("--adversarial", action="store_true", help="add the GAN stage (see the recipe doc)")
+    parser.add_argument("--adversary-warmup-steps", type=int, default=500)
     parser.add_argument(
         "--init-from",
         default=None,
@@ -149,7 +199,10 @@ def train_codec(args: argparse.Namespace, model_class: type[nn.Module], card: di
     codec = model_class(model_class.config_class(**overrides))
     if args.init_from and find_training_state(args.run_dir) is None:
         codec = continue_from_checkpoint(Path(args.init_from), Path(args.run_dir))
-    module = CodecTrainingModule(codec)
+    adversary = CombinedDiscriminator() if args.adversarial else None
+    module = CodecTrainingModule(
+        codec, adversary=adversary, adversary_warmup_steps=args.adversary_warmup_steps
+    )
     segment = int(args.segment_seconds * codec.sample_rate) // codec.hop_length * codec.hop_length
     train_set = AudioCropDataset(
         [data / "train.jsonl"],
@@ -172,6 +225,7 @@ def train_codec(args: argparse.Namespace, model_class: type[nn.Module], card: di
         checkpoint_every=250,
         log_every=25,
         precision=args.precision,
+        num_workers=args.num_workers,
         max_wall_minutes=args.max_minutes,
         best_metric=None,
     )
