@@ -69,6 +69,8 @@ NOTES = [
     "log-mel distance punishes such band-limiting hard (empty bands above 4 kHz hit the log floor).",
     "x real time = audio seconds / wall seconds of encode+decode on one thread (torch.set_num_threads(1)); "
     "peers: resampling + encoder and decoder processes (start-up and temp-file I/O included).",
+    "codes used: the fraction of each codebook's entries that occur at least once over the split's "
+    "utterances, the minimum over the codebooks in use (perplexity per codebook in the JSON).",
     "params: weights used at inference (trainable parameters + EMA codebooks); size: model.safetensors "
     "on disk (includes EMA training statistics). Peers: not applicable.",
     "peak mem: speechkit, peak RSS (VmHWM) of a fresh interpreter that loads the codec and codes a 10 s "
@@ -83,6 +85,7 @@ COLUMNS = [
     common.Column("pesq_wb", "PESQ-WB", "{:.2f}"),
     common.Column("stoi", "STOI", "{:.3f}"),
     common.Column("log_mel_distance", "log-mel dist", "{:.3f}"),
+    common.Column("codebook_usage", "codes used", lambda u: f"{100 * u:.0f}%"),
     common.Column("x_real_time", "x real time (1 thread)", "{:.1f}"),
     common.Column("parameters", "params", lambda n: f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}k"),
     common.Column("size_bytes", "size", lambda n: f"{n / 2**20:.2f} MiB"),
@@ -100,6 +103,7 @@ class SpeechkitSystem:
         self.nominal_kbps = codec.bitrate(num_codebooks) / 1000
         self.parameters = count_parameters(codec.model)
         self.size_bytes = size_bytes
+        self.codebook_sizes = codec.codebook_sizes
 
     def run(self, wav: np.ndarray, sample_rate: int) -> RoundTrip:
         """Encode + decode [T] audio (timed), count the packed payload, return audio cut to [T]."""
@@ -109,6 +113,7 @@ class SpeechkitSystem:
         if self.codec.sample_rate != sample_rate:
             audio = resample(audio, self.codec.sample_rate, sample_rate)
         seconds = time.perf_counter() - start
+        self.last_codes = tokens.codes[0]
         bits = len(pack_codes(tokens.codes[0], tokens.codebook_sizes)) * 8
         # Side information (e.g. a global speaker vector) travels too; counted raw, as stored.
         bits += sum(np.asarray(v).nbytes * 8 for k, v in tokens.extras.items() if k != "num_samples")
@@ -209,6 +214,7 @@ def run_all(
                         "seconds": trip.seconds,
                         "xcorr_lag_ms": 1000.0 * common.estimate_lag(reference, trip.audio, max_lag) / SAMPLE_RATE,
                         "audio": trip.audio,
+                        "codes": getattr(system, "last_codes", None),
                     })  # fmt: skip
     return [r for r in records if r["system"] not in failed], references
 
@@ -270,12 +276,41 @@ def aggregate(
                     "delay_removed_ms": delays[system.name],
                     "parameters": getattr(system, "parameters", None),
                     "size_bytes": getattr(system, "size_bytes", None),
+                    **codebook_statistics(
+                        [r["codes"] for r in recs], getattr(system, "codebook_sizes", None)
+                    ),
                     "utterances": len(recs),
                     "audio_seconds": audio_seconds,
                 }
             )
     rows.sort(key=lambda r: (SPLITS.index(r["split"]), r["kbps"], r["system"]))
     return rows
+
+
+def codebook_statistics(codes: list[Any], sizes: Sequence[int] | None) -> dict[str, Any]:
+    """Code usage over a split: the fraction of each codebook's entries used at least once (min over the
+    codebooks used) and each codebook's perplexity (exp of the code entropy) as a fraction of its size.
+
+    Example:
+        >>> stats = codebook_statistics([np.array([[0, 1, 2, 3]]), np.array([[0, 0, 1, 1]])], [8])
+        >>> stats["codebook_usage"], round(stats["perplexity_per_codebook"][0], 2)
+        (0.5, 3.51)
+    """
+    if sizes is None or not codes or any(c is None for c in codes):
+        return {}
+    used = min(c.shape[0] for c in codes)
+    usage, perplexity = [], []
+    for k in range(used):
+        counts = np.bincount(np.concatenate([c[k].ravel() for c in codes]), minlength=sizes[k])
+        p = counts / counts.sum()
+        usage.append(float((counts > 0).mean()))
+        perplexity.append(float(np.exp(-(p[p > 0] * np.log(p[p > 0])).sum())))
+    return {
+        "codebook_usage": min(usage),
+        "codebook_usage_per_codebook": usage,
+        "perplexity_per_codebook": perplexity,
+        "perplexity_fraction_mean": float(np.mean([q / n for q, n in zip(perplexity, sizes)])),
+    }
 
 
 def memory_clip(utterances: Sequence[Any], path: Path) -> Path:
@@ -388,6 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     records, references = run_all(systems, test_sets)
     delays, kept = score_all(records, references, _relative(keep.path))
     rows = aggregate(records, systems, delays)
+    for rec in records:
+        rec.pop("codes", None)
     if not args.no_memory:
         with tempfile.TemporaryDirectory(prefix="bench-codec-") as tmp:
             peaks = measure_memory(systems, memory_clip(test_sets["test"], Path(tmp) / "clip.wav"))
