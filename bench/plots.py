@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from speechkit_rt.features import log_mel_spectrogram
 
 SPLIT_STYLES = {"test": ("-", "o"), "test_ood": ("--", "s")}

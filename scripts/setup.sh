@@ -50,7 +50,7 @@ want=$(sha256sum pyproject.toml mobile/pyproject.toml | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "[setup] installing speechkit and its dependencies into $VENV (torch==2.13.0 CPU)"
   "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-  "$VENV/bin/python" -m pip install -q -e '.[dev,bench,data]' 2>&1 | grep -v "is ignored" || true
+  "$VENV/bin/python" -m pip install -q -e '.[dev,bench,data,coreml]' 2>&1 | grep -v "is ignored" || true
   "$VENV/bin/python" -c "import speechkit, torch, onnxruntime" \
     || { echo "[setup] the install failed; see pip's messages above" >&2; exit 1; }
   echo "$want" > "$stamp"

@@ -21,8 +21,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from speechkit_rt.features import mel_filterbank, padded_window, padding_amount
 from torch import nn
+
+from speechkit_rt.features import mel_filterbank, padded_window, padding_amount
 
 
 def _exporting() -> bool:

@@ -13,9 +13,9 @@ Example:
 from __future__ import annotations
 
 import numpy as np
-from speechkit_rt.features import log_mel_spectrogram
 
 from speechkit.errors import SpeechkitError
+from speechkit_rt.features import log_mel_spectrogram
 
 
 def _aligned(reference: np.ndarray, degraded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -20,6 +20,7 @@ from speechkit.config import ModelConfig
 from speechkit.errors import ConfigError
 
 MODEL_CLASSES: dict[str, str] = {
+    "causal_rvq_codec": "speechkit.codec.causal_rvq_codec:CausalRVQCodec",
     "esc_codec": "speechkit.codec.esc:ESCCodec",
     "mel_rvq_codec": "speechkit.codec.mel_rvq:MelRVQCodec",
     "rvq_codec": "speechkit.codec.rvq_codec:RVQCodec",

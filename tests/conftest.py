@@ -24,8 +24,8 @@ def _deterministic_single_thread():
 @pytest.fixture(scope="session")
 def speech_16k() -> np.ndarray:
     """About two seconds of real speech at 16 kHz (the bundled sample), float32 mono."""
-    from speechkit.audio import load_audio
     from speechkit.assets import sample_speech_path
+    from speechkit.audio import load_audio
 
     wav, sr = load_audio(sample_speech_path(), target_sample_rate=16000)
     assert sr == 16000

@@ -115,11 +115,11 @@ class Codec:
         wav = prepare_input(wav, sample_rate, self.sample_rate)
         hop = int(self.model.hop_length)
         padded = np.pad(wav, (0, (-len(wav)) % hop))
-        batch = torch.from_numpy(padded)[None]
-        codes = self.model.encode_codes(batch, num_codebooks)
+        batch = torch.from_numpy(padded)[None].to(self._device)
+        codes = self.model.encode_codes(batch, num_codebooks).cpu()
         extras = {"num_samples": np.array([len(wav)], dtype=np.int64)}
         if self.global_codebook_sizes:
-            extras["global_codes"] = self.model.encode_global(batch).numpy().astype(np.int64)
+            extras["global_codes"] = self.model.encode_global(batch).cpu().numpy().astype(np.int64)
             extras["global_codebook_sizes"] = self.global_codebook_sizes
         return Tokens(
             codes.numpy(), self.frame_rate, self.codebook_sizes[:num_codebooks], kind=self.kind, extras=extras
@@ -139,16 +139,23 @@ class Codec:
             )
         if tokens.codes.shape[0] != 1:
             raise BitstreamError(f"decode takes a batch of one, got {tokens.codes.shape[0]}")
-        codes = torch.from_numpy(np.array(tokens.codes))
+        codes = torch.from_numpy(np.array(tokens.codes)).to(self._device)
         if self.global_codebook_sizes:
-            global_codes = torch.from_numpy(self._checked_global_codes(tokens))
-            wav = self.model.decode_codes(codes, global_codes=global_codes)[0].numpy()
+            global_codes = torch.from_numpy(self._checked_global_codes(tokens)).to(self._device)
+            wav = self.model.decode_codes(codes, global_codes=global_codes)[0].float().cpu().numpy()
         else:
-            wav = self.model.decode_codes(codes)[0].numpy()
+            wav = self.model.decode_codes(codes)[0].float().cpu().numpy()
         num_samples = tokens.extras.get("num_samples")
         if num_samples is not None:
             wav = wav[: int(np.asarray(num_samples).reshape(-1)[0])]
         return np.ascontiguousarray(wav, dtype=np.float32)
+
+    @property
+    def _device(self) -> torch.device:
+        """Where the model's weights are: inputs go there (a model trained on a GPU is evaluated there)."""
+        for tensor in (*self.model.parameters(), *self.model.buffers()):
+            return tensor.device
+        return torch.device("cpu")
 
     def num_codebooks_for(self, kbps: float) -> int:
         """The number of codebooks whose bitrate is nearest ``kbps`` (ties go to fewer)."""

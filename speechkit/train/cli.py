@@ -13,6 +13,7 @@ import importlib
 RECIPES: dict[str, str] = {
     "mel-rvq-demo": "speechkit.train.recipes.mel_rvq_demo",
     "codec-rvq": "speechkit.train.recipes.codec_rvq",
+    "codec-rvq-causal": "speechkit.train.recipes.codec_rvq_causal",
     "esc": "speechkit.train.recipes.esc",
     "single-codec": "speechkit.train.recipes.single_codec",
 }

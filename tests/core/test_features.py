@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from speechkit_rt.features import log_mel_spectrogram, mel_filterbank, stft
 
 from speechkit.features import ISTFT, STFT, LogMelSpectrogram
+from speechkit_rt.features import log_mel_spectrogram, mel_filterbank, stft
 
 SETTINGS = [(512, 160, 80, 2.0), (1024, 320, 100, 1.0), (400, 160, 40, 2.0)]
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+
 from speechkit_export.bundle_writer import load_schema, validate_manifest_schema, write_bundle
 from speechkit_rt.bundle import Bundle, validate_manifest
 from speechkit_rt.errors import BundleError

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from speechkit_export.bundle_writer import write_bundle
 from speechkit_rt.bundle import Bundle
 from speechkit_rt.errors import BundleError

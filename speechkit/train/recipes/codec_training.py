@@ -274,8 +274,11 @@ def combined_ledger(run_dir: Path) -> list[dict]:
 
 def export_checkpoint(trainer: Trainer, run_dir: Path, out: Path, data: Path, card: dict) -> None:
     """Write the EMA weights as the shipped checkpoint, with the ledger in its card."""
-    codec = trainer.model.codec
-    ledger = combined_ledger(run_dir)
+    write_codec_checkpoint(trainer.model.codec, combined_ledger(run_dir), out, data, card)
+
+
+def write_codec_checkpoint(codec: nn.Module, ledger: list[dict], out: Path, data: Path, card: dict) -> None:
+    """Evaluate ``codec`` on the corpus's valid and test_ood picks and save it (fp16) with its ledger."""
     ood = data / "test_ood.jsonl"
     metrics = {"valid": evaluate_codec(codec, _load_eval_set(data / "valid.jsonl", codec.sample_rate, 16))}
     if ood.exists():
