@@ -69,8 +69,9 @@ NOTES = [
     "log-mel distance punishes such band-limiting hard (empty bands above 4 kHz hit the log floor).",
     "x real time = audio seconds / wall seconds of encode+decode on one thread (torch.set_num_threads(1)); "
     "peers: resampling + encoder and decoder processes (start-up and temp-file I/O included).",
-    "codes used: the fraction of each codebook's entries that occur at least once over the split's "
-    "utterances, the minimum over the codebooks in use (perplexity per codebook in the JSON).",
+    "codes used: the fraction of each codebook's entries that occur at least once when the codec (all "
+    "codebooks) encodes --usage-utterances utterances of the split (200 by default; usage_frames in the "
+    "JSON), the minimum over its codebooks; perplexity per codebook in the JSON.",
     "params: weights used at inference (trainable parameters + EMA codebooks); size: model.safetensors "
     "on disk (includes EMA training statistics). Peers: not applicable.",
     "peak mem: speechkit, peak RSS (VmHWM) of a fresh interpreter that loads the codec and codes a 10 s "
@@ -313,6 +314,34 @@ def codebook_statistics(codes: list[Any], sizes: Sequence[int] | None) -> dict[s
     }
 
 
+def codebook_usage_over_split(
+    systems: list[Any], split: str, count: int, corpus: Path
+) -> dict[str, dict[str, Any]]:
+    """Codebook statistics per codec family from encoding ``count`` utterances of ``split`` (encode only).
+
+    The quality utterances (~80 s) hold fewer token frames than a 4096-entry codebook has codes, so
+    usage is measured on a larger set: each family once, with all its codebooks.
+    """
+    families: dict[str, Any] = {}
+    for system in systems:
+        if isinstance(system, SpeechkitSystem):
+            best = families.get(system.family)
+            if best is None or system.num_codebooks > best.num_codebooks:
+                families[system.family] = system
+    if not families:
+        return {}
+    utterances = common.load_test_set(split, count, corpus)
+    stats = {}
+    for family, system in tqdm(families.items(), desc=f"code usage ({split})", unit="codec"):
+        codes = []
+        for utt in utterances:
+            wav, _ = load_audio(utt.path, target_sample_rate=SAMPLE_RATE)
+            codes.append(system.codec.encode(wav, SAMPLE_RATE, system.num_codebooks).codes[0])
+        frames = sum(c.shape[1] for c in codes)
+        stats[family] = {**codebook_statistics(codes, system.codebook_sizes), "usage_frames": frames}
+    return stats
+
+
 def memory_clip(utterances: Sequence[Any], path: Path) -> Path:
     """Write about MEMORY_CLIP_SECONDS of speech (test utterances joined) for the memory workers."""
     pieces, length = [], 0
@@ -390,6 +419,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="also run every codec with all its codebooks (default on)",
     )
     parser.add_argument("--codecs", nargs="+", default=[], help="only these shipped codecs (default all)")
+    parser.add_argument(
+        "--usage-utterances",
+        type=int,
+        default=200,
+        help="utterances per split encoded to measure codebook usage (0: use the quality set)",
+    )
     parser.add_argument("--no-peers", action="store_true", help="skip Codec2 and Opus")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     parser.add_argument("--corpus", type=Path, default=common.SPEECH_CORPUS_DIR, help="speech corpus folder")
@@ -404,6 +439,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     torch.set_num_threads(1)  # every timing in this script is one-thread
     count = QUICK_UTTERANCES if args.quick else args.utterances
+    if args.quick:
+        args.usage_utterances = min(args.usage_utterances, QUICK_UTTERANCES)
     try:
         test_sets = {split: common.load_test_set(split, count, args.corpus) for split in SPLITS}
     except DataError as err:
@@ -423,6 +460,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     records, references = run_all(systems, test_sets)
     delays, kept = score_all(records, references, _relative(keep.path))
     rows = aggregate(records, systems, delays)
+    if args.usage_utterances:
+        for split in SPLITS:
+            usage = codebook_usage_over_split(systems, split, args.usage_utterances, args.corpus)
+            for row in rows:
+                if row["split"] == split and row.get("family") in usage:
+                    row.update(usage[row["family"]])
     for rec in records:
         rec.pop("codes", None)
     if not args.no_memory:
