@@ -6,6 +6,7 @@
     speechkit models                 list shipped checkpoints (name, task, size, headline metrics)
     speechkit data speech|music|noise   build the offline corpora
     speechkit train RECIPE ...       run a training recipe (single process or under torchrun)
+    speechkit export MODEL ...       export a codec to a quantised ONNX / Core ML bundle (speechkit_export)
 
 Errors a user can cause (a missing file, bad audio, an unknown model) print one line and exit 2.
 """
@@ -151,9 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from speechkit.data.cli import register as register_data
     from speechkit.train.cli import register as register_train
+    from speechkit_export.cli import register as register_export
 
     register_data(sub)
     register_train(sub)
+    register_export(sub)
     return parser
 
 

@@ -9,6 +9,7 @@ Every codec exports a stateless ``encoder`` and ``decoder`` with dynamic time ax
     single_codec   encoder  wav -> codes i64 [1, 1, num_frames]
                    global_encoder  wav -> global_codes i64 [1, G]   (any length, once per utterance)
                    decoder  codes [1, 1, num_frames], global_codes [1, G] -> wav
+    causal_rvq_codec  as rvq_codec (streaming step graphs: ``speechkit_export.streaming_graphs``)
     esc_codec      not exported (see ``CODEC_GRAPHS``)
 
 ``num_samples`` must be a multiple of the codec's ``hop_length`` (the runtime pads, as
@@ -59,6 +60,7 @@ CODEC_GRAPHS: dict[str, tuple[str, ...]] = {
     "mel_rvq_codec": ("encoder", "decoder"),
     "single_codec": ("encoder", "global_encoder", "decoder"),
     "esc_codec": (),
+    "causal_rvq_codec": ("encoder", "decoder"),
 }
 
 
@@ -340,6 +342,16 @@ def _plan_rvq(model: nn.Module, frames: int) -> dict[str, _GraphPlan]:
     }
 
 
+def _plan_causal_rvq(model: nn.Module, frames: int) -> dict[str, _GraphPlan]:
+    """As ``rvq_codec``, with a decoder whose causal overlap-add avoids the complex iFFT."""
+    # Imported here: streaming_graphs (which holds the export-only causal iSTFT) imports this module.
+    from speechkit_export.streaming_graphs import CausalRVQDecoderGraph
+
+    plans = _plan_rvq(model, frames)
+    plans["decoder"].module = CausalRVQDecoderGraph(model)
+    return plans
+
+
 def _plan_single_codec(model: nn.Module, frames: int) -> dict[str, _GraphPlan]:
     model = copy.deepcopy(model)
     _replace_modules(model, HybridDownsample, _ExportHybridDownsample)
@@ -365,6 +377,7 @@ _PLANNERS: dict[str, Callable[[nn.Module, int], dict[str, _GraphPlan]]] = {
     "rvq_codec": _plan_rvq,
     "mel_rvq_codec": _plan_rvq,
     "single_codec": _plan_single_codec,
+    "causal_rvq_codec": _plan_causal_rvq,
 }
 
 

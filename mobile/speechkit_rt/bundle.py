@@ -79,6 +79,7 @@ _TOKEN_LAYOUT = {
 }
 _GRAPH = {"file": str, "runtime": str, "inputs": list, "outputs": list, "state": list, "extra": dict}
 _TENSOR = {"name": str, "dtype": str, "shape": list}
+_STATE_PAIR = {"input": str, "output": str}
 _QUANTIZATION = {
     "mode": str,
     "bits": (int, None),
@@ -241,15 +242,45 @@ def _check_graph(name: str, graph: dict, files: dict) -> None:
     _check_object(graph, _GRAPH, ("file", "runtime", "inputs", "outputs"), where)
     if graph["runtime"] not in RUNTIMES:
         _fail(f"{where}.runtime", f"must be one of {RUNTIMES}, got {graph['runtime']!r}")
-    inputs = _check_tensors(graph["inputs"], f"{where}.inputs")
+    _check_tensors(graph["inputs"], f"{where}.inputs")
     _check_tensors(graph["outputs"], f"{where}.outputs")
-    for state in graph.get("state", []):
-        if state not in inputs:
-            _fail(f"{where}.state", f"names {state!r}, which is not one of the graph's inputs")
+    _check_state(graph, where)
     file = graph["file"]
     # A Core ML .mlpackage is a folder: it is listed through the files inside it.
     if not is_relative_path(file) or not (file in files or any(rel.startswith(file + "/") for rel in files)):
         _fail(f"{where}.file", f"references {file!r}, which manifest.json 'files' does not list")
+
+
+def _check_state(graph: dict, where: str) -> None:
+    """State pairs: each input and output exists once, agree in dtype and in a fixed shape.
+
+    The convention of a step graph: state starts as zeros of the input's declared shape and dtype
+    (so that shape must be fully fixed) and after each call the paired output is fed back as that
+    input.
+    """
+    inputs = {tensor["name"]: tensor for tensor in graph["inputs"]}
+    outputs = {tensor["name"]: tensor for tensor in graph["outputs"]}
+    seen: set[tuple[str, str]] = set()
+    for i, pair in enumerate(graph.get("state", [])):
+        at = f"{where}.state[{i}]"
+        _check_object(pair, _STATE_PAIR, tuple(_STATE_PAIR), at)
+        source, sink = inputs.get(pair["input"]), outputs.get(pair["output"])
+        if source is None:
+            _fail(f"{at}.input", f"names {pair['input']!r}, which is not one of the graph's inputs")
+        if sink is None:
+            _fail(f"{at}.output", f"names {pair['output']!r}, which is not one of the graph's outputs")
+        for side in ("input", "output"):
+            if (side, pair[side]) in seen:
+                _fail(f"{at}.{side}", f"repeats {pair[side]!r} (each state tensor is paired once)")
+            seen.add((side, pair[side]))
+        if not all(_matches(axis, int) for axis in source["shape"]):
+            _fail(f"{at}.input", f"{pair['input']!r} must have a fixed shape (state starts as zeros of it)")
+        if (sink["dtype"], list(sink["shape"])) != (source["dtype"], list(source["shape"])):
+            _fail(
+                at,
+                f"pairs {pair['input']!r} ({source['dtype']} {source['shape']}) with {pair['output']!r} "
+                f"({sink['dtype']} {sink['shape']}): dtype and shape must agree",
+            )
 
 
 def _check_files(files: dict) -> None:

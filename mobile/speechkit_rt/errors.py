@@ -17,3 +17,15 @@ class BundleError(SpeechkitRtError, ValueError):
     The message names the file (or manifest key) and the problem, e.g.
     ``"sha256 mismatch for decoder.onnx: bundle tampered or corrupted"``.
     """
+
+
+class AudioError(SpeechkitRtError, ValueError):
+    """Audio that cannot be used: unreadable or malformed WAV, empty, NaN/Inf, silence, absurd sample rate.
+
+    The messages match ``speechkit.errors.AudioError``'s for the same input, e.g.
+    ``"audio contains 3 NaN or Inf samples"``.
+    """
+
+
+class BitstreamError(SpeechkitRtError, ValueError):
+    """A token file or tokens that are truncated, corrupted, or were made by another model."""

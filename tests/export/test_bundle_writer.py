@@ -40,7 +40,7 @@ def _fields(**overrides) -> dict:
                 "runtime": "onnxruntime",
                 "inputs": [codes, state],
                 "outputs": [audio, {**state, "name": "next_cache"}],
-                "state": ["cache"],
+                "state": [{"input": "cache", "output": "next_cache"}],
             },
             "encoder": {
                 "file": "encoder.mlpackage",
@@ -168,7 +168,7 @@ def test_runtime_checks_agree_with_the_schema_on_valid_variants(tmp_path, edit):
 
 def test_runtime_only_rules_are_enforced_at_write_time(tmp_path):
     bad_state = _fields()
-    bad_state["graphs"]["decoder_step"]["state"] = ["kv"]
+    bad_state["graphs"]["decoder_step"]["state"] = [{"input": "kv", "output": "next_cache"}]
     for fields, message in [
         (_fields(token_layout={"num_codebooks": 3, "codebook_sizes": [16, 16]}), "2 entries for 3 codebooks"),
         (bad_state, "names 'kv', which is not one of the graph's inputs"),

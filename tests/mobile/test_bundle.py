@@ -233,3 +233,47 @@ def test_pickled_arrays_are_refused(tmp_path):
     )
     with Bundle.open(root) as bundle, pytest.raises(BundleError, match="w.npz: not a plain .npy/.npz"):
         bundle.load_arrays("w.npz")
+
+
+def _step_graph() -> dict:
+    codes = {"name": "codes", "dtype": "int64", "shape": [1, "K", 1]}
+    cache = {"name": "state_cache", "dtype": "float32", "shape": [1, 8, 4]}
+    return {
+        "file": "decoder.onnx",
+        "runtime": "onnxruntime",
+        "inputs": [codes, cache],
+        "outputs": [{"name": "wav", "dtype": "float32", "shape": [1, 320]}, {**cache, "name": "next_cache"}],
+        "state": [{"input": "state_cache", "output": "next_cache"}],
+    }
+
+
+def test_state_pairs_open_and_name_their_input_and_output(tmp_path):
+    root = _write(tmp_path)
+    _edit_manifest(root, lambda m: m["graphs"].update(decoder_step=_step_graph()))
+    with Bundle.open(root) as bundle:
+        assert bundle.graph("decoder_step")["state"] == [{"input": "state_cache", "output": "next_cache"}]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda g: g.update(state=["state_cache"]), r"state\[0\] must be an object"),
+        (lambda g: g["state"][0].pop("output"), r"state\[0\] lacks required key 'output'"),
+        (lambda g: g["state"][0].update(input="kv"), "names 'kv', which is not one of the graph's inputs"),
+        (
+            lambda g: g["state"][0].update(output="wav_out"),
+            "'wav_out', which is not one of the graph's outputs",
+        ),
+        (lambda g: g["state"].append(dict(g["state"][0])), r"state\[1\].input repeats 'state_cache'"),
+        (lambda g: g["inputs"][1].update(shape=[1, 8, "T"]), "must have a fixed shape"),
+        (lambda g: g["outputs"][1].update(dtype="float16"), "dtype and shape must agree"),
+        (lambda g: g["outputs"][1].update(shape=[1, 8, 5]), "dtype and shape must agree"),
+    ],
+)
+def test_bad_state_pairs_are_refused(tmp_path, edit, message):
+    graph = _step_graph()
+    edit(graph)
+    root = _write(tmp_path)
+    _edit_manifest(root, lambda m: m["graphs"].update(decoder_step=graph))
+    with pytest.raises(BundleError, match=message):
+        Bundle.open(root)
