@@ -3,7 +3,7 @@
 Run from the repository root::
 
     python -m bench.export                  # 12 test utterances, every mode
-    python -m bench.export --quick          # 2 utterances: a smoke run
+    python -m bench.export --quick          # 2 utterances, 6 ONNX modes and Core ML int8: a smoke run
     python -m bench.export --modes none rtn-w4 decoupleq-w2 --with-float-encoder
 
 Each ONNX row is a bundle written by :func:`speechkit_export.pipeline.export_model` (calibrated on
@@ -57,6 +57,8 @@ ONNX_MODES = (
     "rtn-w4", "rtn-w3", "rtn-w2", "gptq-w4", "gptq-w3", "gptq-w2", "decoupleq-w4", "decoupleq-w3", "decoupleq-w2",
 )  # fmt: skip
 COREML_MODES = ("none", "int8", "palettize4", "palettize2")
+QUICK_MODES = ("none", "int8-dynamic", "w4", "rtn-w4", "gptq-w3", "decoupleq-w2")
+QUICK_COREML_MODES = ("int8",)
 DEFAULT_UTTERANCES = 12
 QUICK_UTTERANCES = 2
 MEMORY_CLIP_SECONDS = 10.0
@@ -94,7 +96,7 @@ COLUMNS = [
 ]
 
 
-def test_clips(corpus: Path, count: int) -> tuple[list[np.ndarray], list[str]]:
+def load_test_clips(corpus: Path, count: int) -> tuple[list[np.ndarray], list[str]]:
     """Test-split utterances (round robin over speakers), or the bundled sample without the corpus."""
     try:
         utterances = common.load_test_set("test", count, corpus)
@@ -115,6 +117,7 @@ class Reference:
         hop = int(self.model.hop_length)
         self.codes, self.decoded, seconds = [], [], 0.0
         with torch.no_grad():
+            self.model.decode_codes(self.model.encode_codes(torch.zeros(1, 4 * hop)))  # warm-up, untimed
             for clip in clips:
                 start = time.perf_counter()
                 padded = torch.from_numpy(np.pad(clip, (0, (-len(clip)) % hop)))[None]
@@ -228,6 +231,20 @@ def plot_size_quality(rows: list[dict[str, Any]], reference: dict[str, Any], pat
                     textcoords="offset points")  # fmt: skip
     ax.axhline(reference["pesq_wb"], color="gray", linestyle="--", label="torch fp32")
     ax.set_xscale("log")
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    sizes = [r["size_bytes"] / 2**20 for r in points]
+    ax.xaxis.set_major_locator(
+        FixedLocator(
+            [
+                t
+                for t in (2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 40, 60)
+                if min(sizes) / 1.3 <= t <= max(sizes) * 1.3
+            ]
+        )
+    )
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("bundle size on disk (MiB, log scale)")
     ax.set_ylabel("PESQ-WB (6 kbit/s)")
     ax.set_title(f"{MODEL}: bundle size vs quality (circles: all graphs quantised; squares: decoder only)")
@@ -245,9 +262,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--utterances", type=int, default=DEFAULT_UTTERANCES, help="test utterances (default 12)"
     )
-    parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_UTTERANCES} utterances")
-    parser.add_argument("--modes", nargs="+", default=list(ONNX_MODES), help="ONNX quant modes (default all)")
-    parser.add_argument("--coreml", nargs="*", default=list(COREML_MODES), help="Core ML modes (none: skip)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke run: {QUICK_UTTERANCES} utterances, modes {' '.join(QUICK_MODES)} and coreml int8",
+    )
+    parser.add_argument("--modes", nargs="+", default=None, help="ONNX quant modes (default all)")
+    parser.add_argument(
+        "--coreml", nargs="*", default=None, help="Core ML modes (default all; none given: skip)"
+    )
     parser.add_argument(
         "--with-float-encoder", action="store_true", help="also each quant mode with the encoder left float"
     )
@@ -255,7 +278,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--corpus", type=Path, default=common.SPEECH_CORPUS_DIR, help="speech corpus folder")
     parser.add_argument("--output-dir", type=Path, default=common.RESULTS_DIR, help="where JSON/PNG go")
     parser.add_argument("--verbose", action="store_true", help="log at INFO level")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.modes is None:
+        args.modes = list(QUICK_MODES if args.quick else ONNX_MODES)
+    if args.coreml is None:
+        args.coreml = list(QUICK_COREML_MODES if args.quick else COREML_MODES)
+    return args
 
 
 def plan(args: argparse.Namespace) -> list[tuple[str, str, str, bool]]:
@@ -277,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     torch.set_num_threads(1)
     count = QUICK_UTTERANCES if args.quick else args.utterances
-    clips, paths = test_clips(args.corpus, count)
+    clips, paths = load_test_clips(args.corpus, count)
     reference = Reference(clips)
     reference_row = reference.row(clips)
     rows: list[dict[str, Any]] = []

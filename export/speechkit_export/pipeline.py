@@ -24,11 +24,12 @@ ONNX cannot hold 2- or 3-bit weights, so the ``rtn/gptq/decoupleq`` modes ship t
 
 Scope: by default every graph is quantised, the encoder included. An encoder's rounding errors flip
 codes (a flipped code in RVQ stage i changes the residual every later stage quantises), so its tokens
-are no longer bit-identical to the torch model's (40-75 % equal on codec-rvq at 4 bits), but the codes
-it picks are nearly as good: across 12 modes the PESQ-WB of the round trip moved by -0.08 .. +0.08
-(mean -0.01, within the noise of 12 utterances), while the bundle shrank to about half (the float32
-encoder is 13.9 MB of codec-rvq's 27 MB). ``quantize_encoder=False`` keeps the encoder float32
-(float16 in Core ML) for bit-exact tokens. Measured with ``bench/export.py``, see ``export/README.md``.
+are no longer bit-identical to the torch model's (38-59 % equal on codec-rvq at 4 bits), but the codes
+it picks are nearly as good: over 12 modes the round trip's PESQ-WB moved by -0.06 .. +0.05 against
+the decoder-only export (mean +0.01, within the noise of 12 utterances), while the bundle shrank 2.6x
+at 4 bits (16.7 -> 6.4 MiB: the float32 encoder is half of codec-rvq). ``quantize_encoder=False``
+keeps the encoder float32 (float16 in Core ML) for bit-exact tokens. Measured with
+``bench/export.py``, see ``export/README.md``.
 
 Example:
     >>> import tempfile
