@@ -231,6 +231,31 @@ def resolve_model(model_or_name: Any) -> tuple[nn.Module, str]:
     return model.eval(), str(name)
 
 
+def check_output_dir(out_dir: Path) -> None:
+    """Fail before any work when the bundle cannot be written at ``out_dir`` (a file in the way, no
+    permission), naming the path and the reason.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.NamedTemporaryFile() as handle:
+        ...     check_output_dir(Path(handle.name) / "bundle")
+        Traceback (most recent call last):
+        ...
+        speechkit.errors.ConfigError: cannot write a bundle to ...
+    """
+    parent = out_dir.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        if not parent.is_dir():
+            raise NotADirectoryError(f"{parent} is not a directory")
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".speechkit-write-test-"):
+            pass
+    except OSError as err:
+        raise ConfigError(f"cannot write a bundle to {out_dir}: {err}") from err
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"cannot write a bundle to {out_dir}: a file of that name exists")
+
+
 def export_model(
     model_or_name: Any,
     out_dir: str | Path,
@@ -273,6 +298,7 @@ def export_model(
         raise ConfigError(
             f"w4 (MatMulNBits) needs a group_size that is a power of two >= 16, got {group_size}"
         )
+    check_output_dir(Path(out_dir))
     model, name = resolve_model(model_or_name)
     audio = evaluation.select_audio(int(model.sample_rate), calibration_audio, corpus_dir)
     steps = ["export", "quantise", "measure", "write"]

@@ -40,6 +40,15 @@ def test_bad_requests_exit_2_with_one_line(tmp_path: Path, capsys: pytest.Captur
     assert not (tmp_path / "out").exists()
 
 
+def test_unwritable_output_path_is_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert main(["mel-rvq-demo", "-o", str(blocker / "bundle"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot write a bundle to" in err[0] and "a-file" in err[0]
+    assert blocker.read_text() == "not a folder"  # nothing lost
+
+
 def test_speechkit_cli_registers_export(tmp_path: Path, capsys: pytest.CaptureFixture):
     argv = ["export", "codec-rvq", "--format", "coreml", "--quant", "gptq-w4", "-o", str(tmp_path / "o")]
     assert speechkit_main(argv) == 2
