@@ -12,7 +12,7 @@ PYTHON="${PYTHON:-python3}"
 declare -A TOOLS=(
   [espeak-ng]=espeak-ng [flite]=flite [festival]=festival [text2wave]=festival [sox]=sox
   [ffmpeg]=ffmpeg [c2enc]=codec2 [c2dec]=codec2 [opusenc]=opus-tools [opusdec]=opus-tools
-  [fluidsynth]=fluidsynth
+  [fluidsynth]=fluidsynth [node]=nodejs [npm]=npm [chromium]=chromium
 )
 # files -> Debian package (voices, soundfont, text)
 declare -A FILES=(
@@ -54,5 +54,12 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$VENV/bin/python" -c "import speechkit, torch, onnxruntime" \
     || { echo "[setup] the install failed; see pip's messages above" >&2; exit 1; }
   echo "$want" > "$stamp"
+fi
+# The browser runtime's npm packages (onnxruntime-web, playwright-core; Debian's chromium is the browser).
+web_stamp=mobile/web/node_modules/.speechkit-lock
+web_want=$(sha256sum mobile/web/package-lock.json | cut -c1-16)
+if command -v npm >/dev/null && { [ ! -f "$web_stamp" ] || [ "$(cat "$web_stamp")" != "$web_want" ]; }; then
+  echo "[setup] installing the browser runtime's npm packages (mobile/web)"
+  (cd mobile/web && npm ci --silent --no-audit --no-fund) && echo "$web_want" > "$web_stamp"
 fi
 echo "[setup] ready: $VENV"
