@@ -50,6 +50,7 @@ from speechkit.assets import sample_speech_path
 from speechkit.audio import load_audio
 from speechkit.checkpoint import resolve_checkpoint
 from speechkit.errors import DataError
+from speechkit_export.bundle_writer import size_on_disk as folder_size
 
 logger = logging.getLogger("bench.runtime")
 
@@ -253,14 +254,6 @@ def _pesq(metrics: Any, clip: np.ndarray, decoded: np.ndarray) -> float | None:
     except Exception as err:  # pesq missing or refusing the clip: the other columns still count
         logger.warning("PESQ skipped: %s", err)
         return None
-
-
-def folder_size(path: Path) -> int:
-    """Bytes of every file under ``path`` (or of the file itself)."""
-    path = Path(path)
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def export_bundles(modes: Sequence[str], out: Path, corpus: Path) -> list[tuple[str, str, Path, float]]:

@@ -59,6 +59,21 @@ WRITER_FIELDS = ("format", "format_version", "speechkit_version", "files")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can store: fixed, so zips are reproducible
 
 
+def size_on_disk(path: str | Path) -> int:
+    """Bytes of a file, or of every file under a folder (a bundle, an ``.mlpackage``).
+
+    Example:
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / "weights.bin").write_bytes(b"1234")
+        >>> size_on_disk(folder), size_on_disk(folder / "weights.bin")
+        (4, 4)
+    """
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
 def speechkit_version() -> str:
     """The installed speechkit version, or ``"0+unknown"`` when it is not installed as a package."""
     try:

@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from speechkit.errors import ConfigError, SpeechkitError
+from speechkit_export.bundle_writer import size_on_disk as package_size
 from speechkit_export.onnx_graphs import GraphSpec, ResidualCodebookTable, TensorSpec
 
 logger = logging.getLogger(__name__)
@@ -370,22 +371,6 @@ def _matches_any(value: np.ndarray, protected: Sequence[np.ndarray]) -> bool:
 
 
 # ---- reading packages back -------------------------------------------------------------------------
-
-
-def package_size(path: str | Path) -> int:
-    """Bytes on disk of a file or of every file under a folder (an ``.mlpackage`` is a folder).
-
-    Example:
-        >>> import tempfile
-        >>> folder = Path(tempfile.mkdtemp())
-        >>> _ = (folder / "weights.bin").write_bytes(b"1234")
-        >>> package_size(folder)
-        4
-    """
-    path = Path(path)
-    if path.is_file():
-        return path.stat().st_size
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 def describe_mlpackage(path: str | Path) -> dict:

@@ -62,7 +62,7 @@ from tqdm import tqdm
 
 from speechkit.errors import ConfigError
 from speechkit_export import evaluation
-from speechkit_export.bundle_writer import write_bundle
+from speechkit_export.bundle_writer import size_on_disk, write_bundle
 from speechkit_export.onnx_graphs import GraphSpec, calibration_feeds, export_codec_graphs
 from speechkit_export.ort_quant import quantize_graph
 from speechkit_export.weight_blobs import (
@@ -339,8 +339,11 @@ class _Job:
             self.notes.append("parity and quality not measured: Core ML prediction needs macOS/iOS")
         else:
             graphs, files, memory, parity, quality, metrics = self._onnx()
-        sizes = {"on_disk_bytes": sum(_size(path) for path in files.values()), "in_memory_bytes": memory}
-        sizes["files"] = {rel: _size(path) for rel, path in files.items()}
+        sizes = {
+            "on_disk_bytes": sum(size_on_disk(path) for path in files.values()),
+            "in_memory_bytes": memory,
+        }
+        sizes["files"] = {rel: size_on_disk(path) for rel, path in files.items()}
         fields = self._manifest(graphs, sizes, {**metrics, **_size_metrics(sizes)})
         self.step("write bundle")
         bundle = write_bundle(out_dir, fields, files, zip=zip)
@@ -595,15 +598,6 @@ def _size_metrics(sizes: dict[str, Any]) -> dict[str, float]:
     if sizes.get("in_memory_bytes") is not None:
         out["weights_in_memory_bytes"] = float(sizes["in_memory_bytes"])
     return out
-
-
-def _size(path: Path) -> int:
-    path = Path(path)
-    return (
-        path.stat().st_size
-        if path.is_file()
-        else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    )
 
 
 def _read_manifest(folder: Path) -> dict:

@@ -26,7 +26,6 @@ which can belong to the next token (10 ms more). Output sample t is final once i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,7 +43,7 @@ from speechkit.nn.conv import (
     ConvNeXtBlock,
     PaddedConv1d,
     PaddedConvTranspose1d,
-    StreamingConvBlock,
+    StreamingSequential,
 )
 from speechkit.tokenizers.residual_vq import ResidualVQ
 from speechkit_rt.features import padded_window
@@ -158,24 +157,7 @@ def _convnext(count: int, dim: int, kernel_size: int, mlp_ratio: float) -> list[
     return [ConvNeXtBlock(dim, kernel_size, mlp_ratio, causal=True) for _ in range(count)]
 
 
-class _CausalStack(StreamingConvBlock):
-    """Causal layers run in order; ``step`` (from :class:`StreamingConvBlock`) streams them."""
-
-    def __init__(self, layers: Sequence[nn.Module]) -> None:
-        super().__init__()
-        self.causal = True
-        self.layers = nn.ModuleList(layers)
-
-    def stream_layers(self) -> Sequence[nn.Module]:
-        return list(self.layers)
-
-    def forward(self, x: Tensor) -> Tensor:
-        for layer in self.layers:
-            x = layer(x)
-        return x
-
-
-class CausalSpectralEncoder(_CausalStack):
+class CausalSpectralEncoder(StreamingSequential):
     """Causal log|STFT| [B, F, N] -> latent [B, latent_dim, N / downsample] (ConvNeXt at 2 rates).
 
     Args:
@@ -211,11 +193,12 @@ class CausalSpectralEncoder(_CausalStack):
                 *_convnext(blocks[1], dim, kernel_size, mlp_ratio),
                 ChannelLayerNorm(dim),
                 PaddedConv1d(dim, latent_dim, 1, causal=True),
-            ]
+            ],
+            causal=True,
         )
 
 
-class CausalSpectralDecoder(_CausalStack):
+class CausalSpectralDecoder(StreamingSequential):
     """Causal latent [B, latent_dim, M] -> log-magnitude and phase stacked [B, 2F, M * upsample].
 
     Args:
@@ -250,7 +233,8 @@ class CausalSpectralDecoder(_CausalStack):
                 *_convnext(blocks[1], dim, kernel_size, mlp_ratio),
                 ChannelLayerNorm(dim),
                 PaddedConv1d(dim, 2 * num_bins, 1, causal=True),
-            ]
+            ],
+            causal=True,
         )
 
 

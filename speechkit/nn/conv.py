@@ -424,7 +424,35 @@ class ConvNeXtBlock(StreamingConvBlock):
         return x + self._pointwise(y), new_state
 
 
-class ConvEncoderStack(StreamingConvBlock):
+class StreamingSequential(StreamingConvBlock):
+    """Layers in ``self.layers`` (an ``nn.ModuleList``) run in order, offline or chunk by chunk.
+
+    Subclasses build ``self.layers`` and set ``self.causal``; ``step`` comes from
+    :class:`StreamingConvBlock`.
+
+    Example:
+        >>> stack = StreamingSequential([PaddedConv1d(2, 2, 3, causal=True)], causal=True)
+        >>> x = torch.randn(1, 2, 6)
+        >>> y, _ = stack.step(x, stack.initial_state(1))
+        >>> bool(torch.allclose(y, stack(x)))
+        True
+    """
+
+    def __init__(self, layers: Sequence[nn.Module] = (), causal: bool = False) -> None:
+        super().__init__()
+        self.causal = causal
+        self.layers = nn.ModuleList(layers)
+
+    def stream_layers(self) -> Sequence[nn.Module]:
+        return list(self.layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class ConvEncoderStack(StreamingSequential):
     """SEANet/DAC-style strided encoder: conv, then per stride residual units and a strided conv.
 
     Channels double at every downsampling stage (``channels * 2 ** i``); the downsampling conv has
@@ -487,20 +515,12 @@ class ConvEncoderStack(StreamingConvBlock):
         )
         self.layers = nn.ModuleList(layers)
 
-    def stream_layers(self) -> Sequence[nn.Module]:
-        return list(self.layers)
-
-    def forward(self, x: Tensor) -> Tensor:
-        for layer in self.layers:
-            x = layer(x)
-        return x
-
     def step(self, x: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         _check_chunk(x, self.hop_length)
         return super().step(x, state)
 
 
-class ConvDecoderStack(StreamingConvBlock):
+class ConvDecoderStack(StreamingSequential):
     """Mirror of :class:`ConvEncoderStack`: conv, then per stride a transposed conv and residual units.
 
     Channels halve at every upsampling stage, from ``channels * 2 ** len(strides)`` down to
@@ -560,11 +580,3 @@ class ConvDecoderStack(StreamingConvBlock):
         layers.append(make_activation(activation, width))
         layers.append(PaddedConv1d(width, out_channels, kernel_size, causal=causal, weight_norm=weight_norm))
         self.layers = nn.ModuleList(layers)
-
-    def stream_layers(self) -> Sequence[nn.Module]:
-        return list(self.layers)
-
-    def forward(self, x: Tensor) -> Tensor:
-        for layer in self.layers:
-            x = layer(x)
-        return x
