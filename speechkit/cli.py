@@ -3,6 +3,7 @@
     speechkit demo [-o DIR]          round-trip the bundled speech sample through the default codec
     speechkit encode IN -o OUT.sktk  compress audio to a token file (--model, --kbps)
     speechkit decode IN.sktk -o OUT.wav
+    speechkit synthesize TEXT -o OUT.wav   text to speech (--prompt REF.wav clones a voice, --model)
     speechkit models                 list shipped checkpoints (name, task, size, headline metrics)
     speechkit data speech|music|noise   build the offline corpora
     speechkit train RECIPE ...       run a training recipe (single process or under torchrun)
@@ -121,6 +122,43 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_TTS = "mobilespeech"
+
+
+def _cmd_synthesize(args: argparse.Namespace) -> int:
+    from speechkit.audio import load_audio, save_audio
+    from speechkit.registry import load
+
+    if args.text is None and args.file is None:
+        raise SpeechkitError("give the text to speak, or --file with a text file")
+    if args.file is not None:
+        path = Path(args.file)
+        if not path.is_file():
+            raise SpeechkitError(f"text file not found: {path}")
+        text = path.read_text(encoding="utf-8", errors="replace")
+    else:
+        text = args.text
+    tts = load(args.model)
+    prompt, prompt_rate = (None, None) if args.prompt is None else load_audio(args.prompt)
+    start = time.perf_counter()
+    chunks = []
+    stream = tts.stream(text, prompt, prompt_rate, speed=args.speed, seed=args.seed, progress=not args.quiet)
+    for chunk in stream:
+        chunks.append(chunk)
+    import numpy as np
+
+    audio = np.concatenate(chunks)
+    elapsed = time.perf_counter() - start
+    output = save_audio(args.output, audio, tts.sample_rate)
+    seconds = len(audio) / tts.sample_rate
+    voice = args.prompt or f"default voice ({tts.model.config.KIND})"
+    print(
+        f"{output}: {seconds:.2f} s at {tts.sample_rate} Hz, {len(chunks)} sentence(s), voice: {voice}; "
+        f"synthesised in {elapsed:.2f} s (real-time factor {elapsed / max(seconds, 1e-9):.3f})"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="speechkit", description="Edge audio and speech SDK.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -146,6 +184,17 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("-o", "--output", default=None, help="wav/flac/ogg (default: input with .wav)")
     decode.add_argument("--model", default=None, help="override the model named in the file")
     decode.set_defaults(func=_cmd_decode)
+
+    synth = sub.add_parser("synthesize", help="text to speech (default voice, or --prompt to clone one)")
+    synth.add_argument("text", nargs="?", default=None, help="text to speak (or --file)")
+    synth.add_argument("-f", "--file", default=None, help="read the text from this UTF-8 file")
+    synth.add_argument("-o", "--output", default="speech.wav", help="audio file to write (wav/flac/ogg)")
+    synth.add_argument("--prompt", default=None, help="reference speech (a few seconds) whose voice to use")
+    synth.add_argument("--model", default=DEFAULT_TTS, help="TTS model name or checkpoint folder")
+    synth.add_argument("--speed", type=float, default=1.0, help="> 1 speaks faster")
+    synth.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same audio)")
+    synth.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    synth.set_defaults(func=_cmd_synthesize)
 
     models = sub.add_parser("models", help="list shipped checkpoints")
     models.set_defaults(func=_cmd_models)

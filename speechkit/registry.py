@@ -25,6 +25,8 @@ MODEL_CLASSES: dict[str, str] = {
     "mel_rvq_codec": "speechkit.codec.mel_rvq:MelRVQCodec",
     "rvq_codec": "speechkit.codec.rvq_codec:RVQCodec",
     "single_codec": "speechkit.codec.single_codec:SingleCodec",
+    "mobilespeech_tts": "speechkit.tts.mobilespeech:MobileSpeech",
+    "tts_aligner": "speechkit.tts.aligner:DurationAligner",
 }
 
 

@@ -16,6 +16,8 @@ RECIPES: dict[str, str] = {
     "codec-rvq-causal": "speechkit.train.recipes.codec_rvq_causal",
     "esc": "speechkit.train.recipes.esc",
     "single-codec": "speechkit.train.recipes.single_codec",
+    "tts-aligner": "speechkit.train.recipes.tts_aligner",
+    "mobilespeech": "speechkit.train.recipes.mobilespeech",
 }
 
 
