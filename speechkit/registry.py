@@ -27,6 +27,7 @@ MODEL_CLASSES: dict[str, str] = {
     "single_codec": "speechkit.codec.single_codec:SingleCodec",
     "mobilespeech_tts": "speechkit.tts.mobilespeech:MobileSpeech",
     "tts_aligner": "speechkit.tts.aligner:DurationAligner",
+    "fbd_ar_tts": "speechkit.tts.ar_tts:ForwardBackwardTTS",
 }
 
 

@@ -18,6 +18,7 @@ RECIPES: dict[str, str] = {
     "single-codec": "speechkit.train.recipes.single_codec",
     "tts-aligner": "speechkit.train.recipes.tts_aligner",
     "mobilespeech": "speechkit.train.recipes.mobilespeech",
+    "ar-tts": "speechkit.train.recipes.ar_tts",
 }
 
 

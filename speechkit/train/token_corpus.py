@@ -4,6 +4,7 @@ TTS (the masked and the autoregressive decoders), music LMs, enhancement and ASR
 train on codec tokens rather than audio, so encoding is done once per corpus split and stored as
 
     <out>/<split>.tokens.safetensors   codes [K, N_total] int16, offsets [U + 1] int64
+                                       (+ global_codes [U, G] for codecs with global codes)
     <out>/<split>.tokens.jsonl         one record per utterance (manifest fields + frames)
     <out>/tokens.json                  codec name, weights fingerprint, frame rate, codebook sizes
 
@@ -43,6 +44,7 @@ class TokenSplit:
     records: list[dict]
     codes_table: np.ndarray  # [K, N_total] int16
     offsets: np.ndarray  # [U + 1] int64
+    global_codes: np.ndarray | None = None  # [U, G] int64, for codecs with a global embedding
 
     def __len__(self) -> int:
         return len(self.records)
@@ -61,7 +63,8 @@ def read_token_split(folder: str | Path, split: str) -> TokenSplit:
     records = [json.loads(line) for line in index.read_text().splitlines() if line.strip()]
     if len(records) + 1 != len(arrays["offsets"]):
         raise DataError(f"{index} has {len(records)} records but the table holds {len(arrays['offsets']) - 1}")
-    return TokenSplit(records, arrays["codes"], arrays["offsets"])
+    global_codes = arrays["global_codes"].astype(np.int64) if "global_codes" in arrays else None
+    return TokenSplit(records, arrays["codes"], arrays["offsets"], global_codes)
 
 
 def read_token_index(folder: str | Path) -> dict:
@@ -84,23 +87,27 @@ def encode_corpus(data: Path, codec_name: str, out: Path, splits: tuple[str, ...
         "sample_rate": codec.sample_rate,
         "hop_length": int(codec.model.hop_length),
         "codebook_sizes": list(codec.codebook_sizes),
+        "global_codebook_sizes": list(codec.global_codebook_sizes),
     }
     for split in splits:
         manifest = data / f"{split}.jsonl"
         if not manifest.exists():
             logger.warning("skipping %s: %s is missing", split, manifest)
             continue
-        records, chunks, offsets = [], [], [0]
+        records, chunks, offsets, global_codes = [], [], [0], []
         for utt in tqdm(read_manifest(manifest), desc=f"encode {split}", unit="utt"):
             wav, _ = load_audio(utt.path, target_sample_rate=codec.sample_rate)
-            codes = codec.encode(wav, codec.sample_rate).codes[0]  # [K, N]
+            tokens = codec.encode(wav, codec.sample_rate)
+            codes = tokens.codes[0]  # [K, N]
+            if "global_codes" in tokens.extras:
+                global_codes.append(np.asarray(tokens.extras["global_codes"])[0])
             chunks.append(codes.astype(np.int16))
             offsets.append(offsets[-1] + codes.shape[1])
             records.append(_record(utt, data, codes.shape[1], len(wav)))
-        save_file(
-            {"codes": np.concatenate(chunks, axis=1), "offsets": np.asarray(offsets, dtype=np.int64)},
-            str(out / f"{split}.tokens.safetensors"),
-        )
+        arrays = {"codes": np.concatenate(chunks, axis=1), "offsets": np.asarray(offsets, dtype=np.int64)}
+        if global_codes:
+            arrays["global_codes"] = np.stack(global_codes).astype(np.int64)
+        save_file(arrays, str(out / f"{split}.tokens.safetensors"))
         (out / f"{split}.tokens.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
         logger.info("%s: %d utterances, %d frames", split, len(records), offsets[-1])
     (out / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")

@@ -257,3 +257,63 @@ def collate_masked_tts(items: list[dict]) -> dict[str, Tensor]:
         batch["prompt_phonemes"] = _pad_list([it.get("prompt_phonemes", [0]) for it in items])
         batch["prompt_durations"] = _pad_list([it.get("prompt_durations", [0]) for it in items])
     return batch
+
+
+class ARTTSDataset(Dataset):
+    """Whole utterances for autoregressive TTS: phonemes, the single-stream codes and speaker codes.
+
+    The speaker (global) codes come from another utterance of the same speaker with probability
+    ``other_prompt_probability`` (else the utterance's own), so the model learns to take the voice
+    from a prompt, as at inference.
+    """
+
+    def __init__(
+        self,
+        token_dir: str | Path,
+        split: str,
+        max_frames: int = 250,
+        other_prompt_probability: float = 0.5,
+        seed: int = 0,
+    ) -> None:
+        self.tokens = read_token_split(token_dir, split)
+        if self.tokens.global_codes is None:
+            raise DataError(f"{token_dir}/{split} has no global codes: encode it with a Single-Codec model")
+        phonemes = read_phonemes(token_dir, split)
+        self.items = [
+            (u, p)
+            for u, p in enumerate(phonemes)
+            if p is not None and 1 <= self.tokens.records[u]["frames"] <= max_frames
+        ]
+        if not self.items:
+            raise DataError(f"no utterance of {token_dir}/{split} has phonemes and <= {max_frames} frames")
+        by_speaker: dict[str, list[int]] = defaultdict(list)
+        for u, _ in self.items:
+            by_speaker[self.tokens.records[u]["speaker"]].append(u)
+        self.by_speaker = dict(by_speaker)
+        self.other_prompt_probability = other_prompt_probability
+        self.rng = random.Random(seed)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, position: int) -> dict:
+        utt, phonemes = self.items[position]
+        prompt = utt
+        if self.rng.random() < self.other_prompt_probability:
+            prompt = self.rng.choice(self.by_speaker[self.tokens.records[utt]["speaker"]])
+        return {
+            "phonemes": phonemes,
+            "codes": self.tokens.codes(utt)[0],
+            "global_codes": self.tokens.global_codes[prompt],
+        }
+
+
+def collate_ar_tts(items: list[dict]) -> dict[str, Tensor]:
+    """Pad :class:`ARTTSDataset` items into the batch :meth:`ForwardBackwardTTS.training_step` reads."""
+    return {
+        "phonemes": _pad_list([it["phonemes"] for it in items]),
+        "phoneme_lengths": torch.tensor([len(it["phonemes"]) for it in items]),
+        "codes": _pad_list([it["codes"].tolist() for it in items]),
+        "code_lengths": torch.tensor([len(it["codes"]) for it in items]),
+        "global_codes": torch.from_numpy(np.stack([it["global_codes"] for it in items])).long(),
+    }

@@ -26,12 +26,17 @@ from speechkit.errors import AudioError, CheckpointError
 logger = logging.getLogger(__name__)
 
 MIN_PROMPT_SECONDS = 1.0
+MAX_PROMPT_SECONDS = 6.0
 SENTENCE_PAUSE_SECONDS = 0.25
 _SILENCE_DBFS = -50.0
 
 
 class TextToSpeech:
-    """Synthesise speech with a token TTS model (e.g. :class:`~speechkit.tts.mobilespeech.MobileSpeech`).
+    """Synthesise speech with a token TTS model (:class:`~speechkit.tts.mobilespeech.MobileSpeech` or
+    :class:`~speechkit.tts.ar_tts.ForwardBackwardTTS`).
+
+    The model provides ``voice_from_tokens(prompt tokens)``, ``default_voice()`` and
+    ``synthesize_tokens(phonemes [1, N], voice, speed, generator, **options) -> (codes [1, K, T], extras)``.
 
     Args:
         model: the TTS model (eval mode); its config names the codec.
@@ -57,18 +62,18 @@ class TextToSpeech:
 
     # --- prompts ----------------------------------------------------------------------------------
 
-    def prompt_codes(self, prompt: np.ndarray, prompt_sample_rate: int) -> torch.Tensor:
-        """Reference audio -> prompt codes [1, K, P] (leading/trailing silence trimmed, at most the
-        model's prompt length). Raises AudioError for empty, silent, non-finite or too short prompts."""
+    def voice(self, prompt: np.ndarray, prompt_sample_rate: int) -> torch.Tensor:
+        """Reference audio -> the voice the model conditions on (leading/trailing silence trimmed).
+
+        Raises AudioError for empty, silent, non-finite or too short prompts."""
         wav = prepare_input(prompt, prompt_sample_rate, self.sample_rate, name="prompt")
         wav = _trim_silence(wav, self.sample_rate)
         if len(wav) < MIN_PROMPT_SECONDS * self.sample_rate:
             raise AudioError(
                 f"prompt has {len(wav) / self.sample_rate:.2f} s of speech; at least {MIN_PROMPT_SECONDS:g} s is needed"
             )
-        limit = int(self.config.default_prompt_frames / self.config.frame_rate * self.sample_rate)
-        tokens = self.codec.encode(wav[:limit], self.sample_rate, self.config.num_codebooks)
-        return torch.from_numpy(tokens.codes).long()
+        limit = int(MAX_PROMPT_SECONDS * self.sample_rate)
+        return self.model.voice_from_tokens(self.codec.encode(wav[:limit], self.sample_rate))
 
     # --- synthesis --------------------------------------------------------------------------------
 
@@ -107,31 +112,27 @@ class TextToSpeech:
         sentences = self.frontend.sentences(text)  # raises TextError when nothing is pronounceable
         phonemized = [self.frontend.phonemize(s) for s in sentences]
         if prompt is None:
-            prompt_codes = self.model.default_prompt()
+            voice = self.model.default_voice()
         else:
             if prompt_sample_rate is None:
                 raise AudioError("pass prompt_sample_rate with a prompt")
-            prompt_codes = self.prompt_codes(prompt, prompt_sample_rate)
+            voice = self.voice(prompt, prompt_sample_rate)
         pause = np.zeros(int(SENTENCE_PAUSE_SECONDS * self.sample_rate), dtype=np.float32)
         generator = torch.Generator().manual_seed(seed)
         for sequence in tqdm(phonemized, desc="synthesize", unit="sentence", disable=not progress):
             phonemes = torch.tensor([sequence.ids], dtype=torch.long)
-            out = self.model.generate(
-                phonemes,
-                prompt_codes,
-                steps=steps,
-                num_codebooks=num_codebooks,
-                speed=speed,
-                generator=generator,
-            )
-            yield np.concatenate([self._decode(out.codes), pause])
+            options = {"steps": steps, "num_codebooks": num_codebooks} if steps or num_codebooks else {}
+            codes, extras = self.model.synthesize_tokens(phonemes, voice, speed, generator, **options)
+            yield np.concatenate([self._decode(codes, extras), pause])
 
-    def _decode(self, codes: torch.Tensor) -> np.ndarray:
+    def _decode(self, codes: torch.Tensor, extras: dict) -> np.ndarray:
         from speechkit.tokenizers import Tokens
 
+        if codes.shape[2] == 0:
+            return np.zeros(0, dtype=np.float32)
         k = codes.shape[1]
         tokens = Tokens(
-            codes.numpy(), self.codec.frame_rate, self.codec.codebook_sizes[:k], kind=self.codec.kind, extras={}
+            codes.numpy(), self.codec.frame_rate, self.codec.codebook_sizes[:k], kind=self.codec.kind, extras=extras
         )
         return self.codec.decode(tokens)
 

@@ -319,6 +319,22 @@ class MobileSpeech(nn.Module):
             )
         return GeneratedSpeech(codes[:, :k_gen], durations)
 
+    # --- the TTS API's model contract -------------------------------------------------------------
+
+    def voice_from_tokens(self, tokens) -> Tensor:
+        """A prompt's codec Tokens -> the voice this model conditions on: prompt codes [1, K, P]."""
+        codes = torch.from_numpy(tokens.codes[:, : self.config.num_codebooks]).long()
+        return codes[:, :, : self.config.default_prompt_frames]
+
+    def default_voice(self) -> Tensor:
+        return self.default_prompt()
+
+    def synthesize_tokens(
+        self, phonemes: Tensor, voice: Tensor, speed: float = 1.0, generator: torch.Generator | None = None, **options
+    ) -> tuple[Tensor, dict]:
+        """Codes [1, K, T] and the codec extras for them (none for an RVQ codec)."""
+        return self.generate(phonemes, voice, speed=speed, generator=generator, **options).codes, {}
+
     def task_api(self):
         from speechkit.tts.api import TextToSpeech
 
