@@ -51,8 +51,14 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "[setup] installing speechkit and its dependencies into $VENV (torch==2.13.0 CPU)"
   "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
   "$VENV/bin/python" -m pip install -q -e '.[dev,bench,data,coreml]' 2>&1 | grep -v "is ignored" || true
+  # Resemblyzer (the benchmarks' speaker encoder, weights in its wheel) without its declared deps:
+  # webrtcvad builds from source and needs pkg_resources, and "typing" is a Python 2 backport. The
+  # bench extra brings what it really imports (librosa, webrtcvad-wheels; torch, scipy, numpy).
+  "$VENV/bin/python" -m pip install -q --no-deps 'resemblyzer==0.1.4' 2>&1 | grep -v "is ignored" || true
   "$VENV/bin/python" -c "import speechkit, torch, onnxruntime" \
     || { echo "[setup] the install failed; see pip's messages above" >&2; exit 1; }
+  "$VENV/bin/python" -c "import faster_whisper, pocketsphinx, webrtcvad, librosa; import resemblyzer" 2>/dev/null \
+    || { echo "[setup] the benchmark packages (bench extra, resemblyzer) failed to install" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi
 # The browser runtime's npm packages (onnxruntime-web, playwright-core; Debian's chromium is the browser).
