@@ -184,18 +184,23 @@ class MultiHeadAttention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=is_causal)
         return self.out(y.transpose(1, 2).flatten(2))  # [B, T, D]
 
-    def forward(self, x: Tensor, padding_mask: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, padding_mask: Tensor | None = None, attn_mask: Tensor | None = None) -> Tensor:
+        """``attn_mask``: optional extra bool mask [T, T] or [B, T, T] (True = may attend), combined
+        with causality, the window and padding (e.g. a chunk mask for streaming encoders)."""
         positions = torch.arange(x.shape[1], device=x.device)
         q, k, v = self._project(x, positions)
-        if padding_mask is None and self.window_size is None:
+        if padding_mask is None and self.window_size is None and attn_mask is None:
             return self._attend(q, k, v, None, is_causal=self.causal)
         mask = structure_mask(positions, positions, self.causal, self.window_size)
+        if attn_mask is not None:
+            extra = attn_mask if attn_mask.dim() == 2 else attn_mask[:, None]  # [T, T] or [B, 1, T, T]
+            mask = extra if mask is None else mask & extra
         if padding_mask is not None:
             keys_valid = padding_mask[:, None, None, :]  # [B, 1, 1, T]
             mask = keys_valid if mask is None else mask & keys_valid
-            # Every query may attend itself, so a padded query whose window holds only padding gets
-            # a finite output instead of NaN (which would leak into later layers as 0 * NaN).
-            mask = mask | (positions[:, None] == positions[None, :])
+        # Every query may attend itself, so a padded query whose window holds only padding gets
+        # a finite output instead of NaN (which would leak into later layers as 0 * NaN).
+        mask = mask | (positions[:, None] == positions[None, :])
         return self._attend(q, k, v, mask)
 
     def initial_cache(

@@ -77,9 +77,12 @@ class EBranchformerBlock(nn.Module):
         dropout: dropout in all sublayers.
         causal: causal attention and convs.
         window_size: local attention window w (None = global).
+        causal_convs: left-only convs with full (or caller-masked) attention, for chunk-streaming
+            encoders whose attention is bounded by an ``attn_mask`` (default: follows ``causal``).
 
     Shapes:
-        x: [B, T, D], padding_mask: [B, T] bool (True = valid) or None -> [B, T, D].
+        x: [B, T, D], padding_mask: [B, T] bool (True = valid) or None, attn_mask: bool [T, T] or
+        [B, T, T] (True = may attend) or None -> [B, T, D].
 
     Example:
         >>> block = EBranchformerBlock(8, num_heads=2, cgmlp_hidden_dim=16, kernel_size=5)
@@ -98,24 +101,26 @@ class EBranchformerBlock(nn.Module):
         dropout: float = 0.0,
         causal: bool = False,
         window_size: int | None = None,
+        causal_convs: bool | None = None,
     ) -> None:
         super().__init__()
+        causal_convs = causal if causal_convs is None else causal_convs
         self.ff1_norm = nn.LayerNorm(dim)
         self.ff1 = FeedForward(dim, ff_mult, dropout, activation="silu")
         self.attn_norm = nn.LayerNorm(dim)
         self.attn = MultiHeadAttention(dim, num_heads, causal, window_size, rope=True, dropout=dropout)
         self.cgmlp_norm = nn.LayerNorm(dim)
-        self.cgmlp = ConvolutionalGatingMLP(dim, cgmlp_hidden_dim, kernel_size, dropout, causal)
-        self.merge_conv = PaddedConv1d(2 * dim, 2 * dim, merge_kernel_size, groups=2 * dim, causal=causal)
+        self.cgmlp = ConvolutionalGatingMLP(dim, cgmlp_hidden_dim, kernel_size, dropout, causal_convs)
+        self.merge_conv = PaddedConv1d(2 * dim, 2 * dim, merge_kernel_size, groups=2 * dim, causal=causal_convs)
         self.merge_proj = nn.Linear(2 * dim, dim)
         self.ff2_norm = nn.LayerNorm(dim)
         self.ff2 = FeedForward(dim, ff_mult, dropout, activation="silu")
         self.final_norm = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, padding_mask: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, padding_mask: Tensor | None = None, attn_mask: Tensor | None = None) -> Tensor:
         x = x + 0.5 * self.ff1(self.ff1_norm(x))
-        global_branch = self.dropout(self.attn(self.attn_norm(x), padding_mask))
+        global_branch = self.dropout(self.attn(self.attn_norm(x), padding_mask, attn_mask))
         local_branch = self.dropout(self.cgmlp(self.cgmlp_norm(x), padding_mask))
         merged = torch.cat([global_branch, local_branch], dim=-1)  # [B, T, 2D]
         conv_in = zero_padded(merged, padding_mask).transpose(1, 2)  # [B, 2D, T]
