@@ -18,23 +18,15 @@ Example:
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechkit_rt.features import mel_filterbank, padded_window, padding_amount
+from speechkit_rt.features import dft_basis, mel_filterbank, padded_window, padding_amount, window_power
 
 
 def _exporting() -> bool:
     return torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
-
-
-def _dft_basis(n_fft: int, window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Windowed real-DFT bases [F, n_fft] (real part, imaginary part) in float64."""
-    freqs = np.arange(n_fft // 2 + 1)[:, None]
-    angle = 2 * np.pi * freqs * np.arange(n_fft)[None, :] / n_fft
-    return np.cos(angle) * window, -np.sin(angle) * window
 
 
 class STFT(nn.Module):
@@ -80,10 +72,10 @@ class STFT(nn.Module):
         self.padding, self.pad_mode, self.use_dft_matmul = padding, pad_mode, use_dft_matmul
         self.pad = padding_amount(padding, n_fft, hop_length)
         window = padded_window(self.win_length, n_fft)
-        real, imag = _dft_basis(n_fft, window.astype(np.float64))
         self.register_buffer("window", torch.from_numpy(window), persistent=False)
-        basis = np.concatenate([real, imag], axis=0)[:, None, :]  # [2F, 1, n_fft]
-        self.register_buffer("basis", torch.from_numpy(basis.astype(np.float32)), persistent=False)
+        # [2F, 1, n_fft]; the runtime rebuilds these exact bytes from a recipe (speechkit_rt.derived).
+        basis = dft_basis(n_fft, self.win_length, "forward")
+        self.register_buffer("basis", torch.from_numpy(basis), persistent=False)
 
     @property
     def num_bins(self) -> int:
@@ -155,21 +147,14 @@ class ISTFT(nn.Module):
         self.win_length = win_length or n_fft
         self.padding, self.use_dft_matmul = padding, use_dft_matmul
         self.pad = padding_amount(padding, n_fft, hop_length)
-        window = padded_window(self.win_length, n_fft).astype(np.float64)
-        self.register_buffer("window", torch.from_numpy(window.astype(np.float32)), persistent=False)
-        # Inverse real DFT basis with Hermitian weights (DC and Nyquist once, others twice), windowed
-        # for the synthesis side of weighted overlap-add.
-        num_bins = n_fft // 2 + 1
-        weights = np.full(num_bins, 2.0)
-        weights[0] = 1.0
-        if n_fft % 2 == 0:
-            weights[-1] = 1.0
-        angle = 2 * np.pi * np.arange(num_bins)[:, None] * np.arange(n_fft)[None, :] / n_fft
-        inv_real = weights[:, None] * np.cos(angle) / n_fft * window
-        inv_imag = -weights[:, None] * np.sin(angle) / n_fft * window
-        basis = np.concatenate([inv_real, inv_imag], axis=0)[:, None, :]  # [2F, 1, n_fft]
-        self.register_buffer("basis", torch.from_numpy(basis.astype(np.float32)), persistent=False)
-        self.register_buffer("window_sq", torch.from_numpy((window**2).astype(np.float32)), persistent=False)
+        window = padded_window(self.win_length, n_fft)
+        self.register_buffer("window", torch.from_numpy(window), persistent=False)
+        # Inverse real DFT basis [2F, 1, n_fft] (Hermitian weights, windowed for the synthesis side of
+        # weighted overlap-add) and the squared window (its envelope); the runtime rebuilds both.
+        basis = dft_basis(n_fft, self.win_length, "inverse")
+        self.register_buffer("basis", torch.from_numpy(basis), persistent=False)
+        window_sq = window_power(self.win_length, n_fft, power=2)
+        self.register_buffer("window_sq", torch.from_numpy(window_sq), persistent=False)
 
     def output_length(self, num_frames: int) -> int:
         return (

@@ -63,6 +63,7 @@ from tqdm import tqdm
 from speechkit.errors import ConfigError
 from speechkit_export import evaluation
 from speechkit_export.bundle_writer import size_on_disk, write_bundle
+from speechkit_export.derived_initializers import derived_names, recipes_for, strip_derived
 from speechkit_export.onnx_graphs import GraphSpec, calibration_feeds, export_codec_graphs
 from speechkit_export.ort_quant import quantize_graph
 from speechkit_export.weight_blobs import (
@@ -380,8 +381,10 @@ class _Job:
         self.details.setdefault("quantized_graphs", [] if self.mode.engine == "none" else scope)
         manifests = {name: spec.to_manifest() for name, spec in graphs.items()}
         files: dict[str, Path] = {spec.file: spec.path for spec in graphs.values()}
+        recipes = recipes_for(self.model)
         if self.mode.engine == "weights":  # graphs become the full graphs as the runtime rebuilds them
-            graphs, files, manifests = self._pack(graphs, layers, manifests, scope)
+            graphs, files, manifests = self._pack(graphs, layers, manifests, scope, recipes)
+        files = self._strip_derived(graphs, files, manifests, recipes)
         self.bar.update()
         self.step("parity")
         memory = sum(graph_weight_bytes(spec.path) for spec in graphs.values())
@@ -426,8 +429,30 @@ class _Job:
         self.details.update(quantized_graphs=done, graph_reports=reports)
         return out
 
+    def _strip_derived(
+        self, graphs: dict[str, GraphSpec], files: dict[str, Path], manifests: dict[str, dict], recipes: list
+    ) -> dict[str, Path]:
+        """Replace the DFT bases and windows of every graph file by recipes (derived_initializers)."""
+        (self.tmp / "derived").mkdir()
+        out = dict(files)
+        stripped = 0
+        for name, spec in graphs.items():
+            dst = self.tmp / "derived" / spec.file
+            section = strip_derived(files[spec.file], dst, name, recipes)
+            if section is not None:
+                out[spec.file] = dst
+                manifests[name]["derived"] = section
+                stripped += sum(entry["length"] for entry in section["initializers"])
+        self.details["derived_bytes"] = stripped
+        return out
+
     def _pack(
-        self, graphs: dict[str, GraphSpec], layers: dict, manifests: dict[str, dict], scope: list[str]
+        self,
+        graphs: dict[str, GraphSpec],
+        layers: dict,
+        manifests: dict[str, dict],
+        scope: list[str],
+        recipes: list,
     ) -> tuple[dict[str, GraphSpec], dict[str, Path], dict[str, dict]]:
         """Move the quantised weights (and, in quantised graphs, the other large float weights as
         float16) out of the graphs into weights.npz (see weight_blobs).
@@ -445,7 +470,8 @@ class _Job:
         for name, spec in graphs.items():
             dst, full_dst = self.tmp / "packed" / spec.file, self.tmp / "full" / spec.file
             float16 = FLOAT16_MIN_ELEMENTS if name in scope else None  # a float graph stays exact
-            entries = externalize_weights(spec.path, dst, name, quantized, arrays, full_dst, float16)
+            keep = derived_names(spec.path, recipes)  # rebuilt at load: stay float32 for the recipe
+            entries = externalize_weights(spec.path, dst, name, quantized, arrays, full_dst, float16, keep)
             files[spec.file], full[name] = dst, dataclasses.replace(spec, path=full_dst)
             placed.update(entry["layer"] for entry in entries if "layer" in entry)
             if entries:
@@ -479,7 +505,8 @@ class _Job:
             decoded = [
                 evaluation.session_round_trip(sessions, manifests, clip, hop)[1] for clip in self.audio.parity
             ]
-            if self.mode.engine == "weights":  # the rebuilt weights must give the exported graph's output
+            rebuilt = self.mode.engine == "weights" or any("derived" in m for m in manifests.values())
+            if rebuilt:  # the rebuilt (packed, derived) weights must give the exported graph's output
                 full = evaluation.open_graph_files(graphs)
                 reference = evaluation.session_round_trip(full, manifests, self.audio.parity[0], hop)[1]
                 metrics["materialize_max_abs"] = float(np.max(np.abs(decoded[0] - reference)))

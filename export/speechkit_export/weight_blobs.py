@@ -178,6 +178,7 @@ def externalize_weights(
     arrays: dict[str, np.ndarray],
     full_dst: str | Path | None = None,
     float16_min_elements: int | None = FLOAT16_MIN_ELEMENTS,
+    keep_float32: set[str] | frozenset[str] = frozenset(),
 ) -> list[dict]:
     """Write ``src`` without the data of its quantised (and large float) weights to ``dst``; add their arrays.
 
@@ -195,6 +196,7 @@ def externalize_weights(
             this many values (the fixed STFT / iSTFT bases, a transposed conv) are stored as float16;
             None keeps them float32 in the graph. Tensors read by anything else (codebook tables, the
             encoder's codebooks) always stay.
+        keep_float32: names never stored as float16 (the DFT bases and windows the bundle derives).
 
     Returns:
         The ``extra.weights`` manifest entries (see :mod:`speechkit_rt.weights`), one per initializer.
@@ -223,7 +225,11 @@ def externalize_weights(
         weights = _weight_inputs(model)
         for inits in by_value.values():
             for init in inits:
-                if init.name in weights and math.prod(init.dims) >= float16_min_elements:
+                if (
+                    init.name in weights
+                    and init.name not in keep_float32
+                    and math.prod(init.dims) >= float16_min_elements
+                ):
                     key = f"{graph_name}.{len(moved)}"
                     values = numpy_helper.to_array(init).astype(np.float16)
                     init.CopyFrom(numpy_helper.from_array(values.astype(np.float32), init.name))

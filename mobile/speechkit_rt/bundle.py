@@ -45,6 +45,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from speechkit_rt import derived
 from speechkit_rt.errors import BundleError
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,9 @@ _TOKEN_LAYOUT = {
     "global_codebook_sizes": list,
     "bitrates_bps": list,
 }
-_GRAPH = {"file": str, "runtime": str, "inputs": list, "outputs": list, "state": list, "extra": dict}
+_GRAPH = {
+    "file": str, "runtime": str, "inputs": list, "outputs": list, "state": list, "derived": dict, "extra": dict,
+}  # fmt: skip
 _TENSOR = {"name": str, "dtype": str, "shape": list}
 _STATE_PAIR = {"input": str, "output": str}
 _QUANTIZATION = {
@@ -245,6 +248,10 @@ def _check_graph(name: str, graph: dict, files: dict) -> None:
     _check_tensors(graph["inputs"], f"{where}.inputs")
     _check_tensors(graph["outputs"], f"{where}.outputs")
     _check_state(graph, where)
+    if "derived" in graph:  # recipes of tensors rebuilt at load (speechkit_rt.derived)
+        derived.check_section(graph["derived"], f"{where}.derived")
+        if graph["derived"]["location"] in files:
+            _fail(f"{where}.derived.location", "names a bundle file; it must be a virtual location")
     file = graph["file"]
     # A Core ML .mlpackage is a folder: it is listed through the files inside it.
     if not is_relative_path(file) or not (file in files or any(rel.startswith(file + "/") for rel in files)):

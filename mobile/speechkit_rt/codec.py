@@ -16,8 +16,9 @@ explicit state tensors in and out) is :class:`speechkit_rt.streaming.StreamingCo
 bundles of the causal codec written by ``speechkit_export.streaming_graphs.write_streaming_bundle``.
 
 A graph whose manifest entry names a packed-weights file (``extra.weights_file``: 2/3/4-bit
-weight-only quantisation) is materialised by ``speechkit_rt.weights.materialize``; any other graph
-opens as a plain ``onnxruntime.InferenceSession`` on the bundle's file.
+weight-only quantisation) or derived initializers (``derived``: DFT bases and windows rebuilt from
+recipes) is materialised by ``speechkit_rt.weights.materialize``; any other graph opens as a plain
+``onnxruntime.InferenceSession`` on the bundle's file.
 """
 
 from __future__ import annotations
@@ -212,14 +213,14 @@ class CodecRuntime:
         graph = self.bundle.graph(graph_name)
         _check_runtime(graph_name, graph)
         if needs_materializing(self.bundle.manifest, graph_name):
-            # Lazy: only quantised bundles with packed weights need it (and it may not be installed).
+            # Lazy: only bundles with packed or derived weights need it (and it may not be installed).
             try:
                 weights = importlib.import_module("speechkit_rt.weights")
             except ModuleNotFoundError as err:
                 if err.name != "speechkit_rt.weights":
                     raise
                 raise BundleError(
-                    f"graph {graph_name!r} has packed quantised weights, and this speechkit_rt has no "
+                    f"graph {graph_name!r} has packed or derived weights, and this speechkit_rt has no "
                     "speechkit_rt.weights to materialise them: upgrade speechkit_rt"
                 ) from err
             session = weights.materialize(self.bundle, graph_name, num_threads=self.num_threads)
@@ -293,15 +294,16 @@ class CodecRuntime:
 
 
 def needs_materializing(manifest: dict[str, Any], graph_name: str) -> bool:
-    """Whether a graph's weights come packed (2/3/4-bit) in a weights file rather than in its ONNX file.
-
-    The exporter says so with ``graphs.<name>.extra.weights_file`` (see :mod:`speechkit_rt.weights`).
+    """Whether some of a graph's weights are not in its ONNX file: packed (2/3/4-bit) in a weights file
+    (``graphs.<name>.extra.weights_file``, :mod:`speechkit_rt.weights`) or rebuilt from recipes
+    (``graphs.<name>.derived``: DFT bases and windows, :mod:`speechkit_rt.derived`).
 
     Example:
         >>> needs_materializing({"graphs": {"decoder": {"extra": {"weights_file": "weights.npz"}}}}, "decoder")
         True
     """
-    return bool(manifest["graphs"][graph_name].get("extra", {}).get("weights_file"))
+    graph = manifest["graphs"][graph_name]
+    return bool(graph.get("extra", {}).get("weights_file") or graph.get("derived"))
 
 
 def _hop_length(manifest: dict[str, Any]) -> int:

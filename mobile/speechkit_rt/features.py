@@ -75,6 +75,53 @@ def padded_window(win_length: int, n_fft: int) -> np.ndarray:
     return out.astype(np.float32)
 
 
+def dft_basis(n_fft: int, win_length: int | None = None, direction: str = "forward") -> np.ndarray:
+    """Windowed real-DFT basis as a conv kernel, float32 [2F, 1, n_fft] (real rows, then imaginary rows).
+
+    ``"forward"``: row f of the real half is ``cos(2 pi f n / n_fft) * w[n]``, of the imaginary half
+    ``-sin(...) * w[n]`` (``conv1d`` with it is the STFT). ``"inverse"``: the inverse real DFT with
+    Hermitian weights (DC and Nyquist once, other bins twice), divided by n_fft and windowed for the
+    synthesis side of weighted overlap-add (``conv_transpose1d`` with it is the iSTFT before the
+    envelope normalisation). ``w`` is :func:`padded_window` (float32 values).
+
+    The angle is reduced exactly in integers (``f * n mod n_fft``), so only n_fft cosines and sines
+    are evaluated; every later step is a correctly rounded float64 product or quotient. The result
+    is therefore bit-identical wherever float64 cos/sin agree to the float32 rounding, which lets a
+    bundle ship a recipe plus the sha256 of these bytes instead of the bytes (``speechkit_rt.derived``).
+
+    Example:
+        >>> dft_basis(8).shape, dft_basis(8, direction="inverse").dtype
+        ((10, 1, 8), dtype('float32'))
+    """
+    if direction not in ("forward", "inverse"):
+        raise ValueError(f"direction must be 'forward' or 'inverse', got {direction!r}")
+    window = padded_window(win_length or n_fft, n_fft).astype(np.float64)
+    num_bins = n_fft // 2 + 1
+    phase = 2 * np.pi * np.arange(n_fft) / n_fft  # [n_fft]: the angle of each residue
+    residue = (np.arange(num_bins)[:, None] * np.arange(n_fft)[None, :]) % n_fft  # [F, n_fft]
+    cos, sin = np.cos(phase)[residue], np.sin(phase)[residue]
+    if direction == "forward":
+        real, imag = cos * window, -sin * window
+    else:
+        weights = np.full(num_bins, 2.0)
+        weights[0] = 1.0
+        if n_fft % 2 == 0:
+            weights[-1] = 1.0
+        real = weights[:, None] * cos / n_fft * window
+        imag = -weights[:, None] * sin / n_fft * window
+    return np.concatenate([real, imag], axis=0)[:, None, :].astype(np.float32)
+
+
+def window_power(win_length: int, n_fft: int, power: int = 1) -> np.ndarray:
+    """:func:`padded_window` raised to ``power`` (1 or 2) in float64, then float32 [n_fft].
+
+    The squared window is the envelope of weighted overlap-add (the iSTFT's normaliser).
+    """
+    if power not in (1, 2):
+        raise ValueError(f"power must be 1 or 2, got {power!r}")
+    return (padded_window(win_length, n_fft).astype(np.float64) ** power).astype(np.float32)
+
+
 def padding_amount(padding: str, n_fft: int, hop_length: int) -> int:
     """Samples padded on each side: "center" n_fft // 2, "same" (n_fft - hop) // 2, "none" 0."""
     if padding == "center":

@@ -339,8 +339,10 @@ class StreamingCodecRuntime:
 
     def _graph(self, name: str, num_threads: int | None) -> StepGraph:
         entry = self.bundle.graph(name)
-        if entry["runtime"] != "onnxruntime" or entry.get("extra", {}).get("weights_file"):
-            raise BundleError(f"graph {name!r}: streaming runs plain onnxruntime graphs only")
+        if entry["runtime"] != "onnxruntime" or entry.get("extra", {}).get("weights_file") or entry.get("derived"):
+            raise BundleError(
+                f"graph {name!r}: streaming runs plain onnxruntime graphs only (no packed or derived weights)"
+            )
         # From hash-checked bytes, not the path: the folder may have changed since it was opened.
         return StepGraph(name, entry, self.bundle.read_bytes(entry["file"]), num_threads)
 

@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from speechkit_rt import derived
 from speechkit_rt.bundle import Bundle
 from speechkit_rt.errors import BundleError
 
@@ -204,9 +205,11 @@ def materialize(
     session_options: ort.SessionOptions | None = None,
     providers: Sequence[str] = ("CPUExecutionProvider",),
 ) -> ort.InferenceSession:
-    """An onnxruntime session of a bundle graph, with its packed weights dequantised and supplied.
+    """An onnxruntime session of a bundle graph, with its packed weights dequantised and its derived
+    initializers (``graphs.<name>.derived``, :mod:`speechkit_rt.derived`) rebuilt, all supplied as
+    external initializers.
 
-    A graph without packed weights opens as it is, so a runtime may call this for every graph.
+    A graph with neither opens as it is, so a runtime may call this for every graph.
 
     Args:
         bundle: an opened bundle.
@@ -232,6 +235,11 @@ def materialize(
         if num_threads is not None:
             options.intra_op_num_threads = int(num_threads)
     weights = graph_weights(bundle, graph_name)
+    rebuilt = derived.graph_derived(graph)  # DFT bases and windows, rebuilt and sha256-checked
+    clash = sorted(set(weights) & set(rebuilt))
+    if clash:
+        raise BundleError(f"graph {graph_name!r}: {clash[0]!r} is both a packed and a derived initializer")
+    weights.update(rebuilt)
     values = [ort.OrtValue.ortvalue_from_numpy(array) for array in weights.values()]
     if weights:
         options.add_external_initializers(list(weights), values)
@@ -241,5 +249,5 @@ def materialize(
         raise BundleError(f"{graph['file']}: onnxruntime cannot load it ({err})") from err
     # onnxruntime keeps pointers into these buffers: they must live as long as the session.
     session._speechkit_weights = (weights, values)
-    logger.debug("materialised %s: %d packed weights", graph_name, len(weights))
+    logger.debug("materialised %s: %d weights (%d derived)", graph_name, len(weights), len(rebuilt))
     return session

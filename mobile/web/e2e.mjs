@@ -5,7 +5,8 @@
 //
 // Checks: the browser's codes equal the Python runtime's and its decoded audio is within tolerance
 // (for all K codebooks and for k = 1); a tampered bundle (one flipped byte) is refused by the WebCrypto
-// sha256 check; an unlisted file and a newer format_version are refused; the demo page decodes the
+// sha256 check; an unlisted file, a newer format_version, a tampered derived-initializer recipe (its
+// rebuilt DFT basis fails the sha256) and an unknown derived kind are refused; the demo page decodes the
 // bundled sample and shows the bitrate. Prints a JSON report; exit 0 all passed, 1 a check failed,
 // 3 something needed (chromium, node package, fixtures) is missing.
 import { existsSync, readFileSync } from "node:fs";
@@ -72,10 +73,19 @@ async function browserRefusals() {
   for (const rel of Object.keys(manifest.files)) good.set(rel, await fetchBytes(`fixtures/bundle/${rel}`));
   const withExtra = new Map(good).set("extra.bin", new Uint8Array([1, 2, 3]));
   const newer = new Map(good).set("manifest.json", new TextEncoder().encode(JSON.stringify({ ...manifest, format_version: 2 })));
+  // Derived initializers (DFT bases, windows): a changed recipe must fail the sha256 of its rebuild,
+  // and a kind this runtime does not know must be refused before any rebuild.
+  const withRecipe = (change) => {
+    const copy = JSON.parse(JSON.stringify(manifest));
+    change(copy.graphs.decoder.derived.initializers.find((e) => e.kind === "dft_basis"));
+    return new Map(good).set("manifest.json", new TextEncoder().encode(JSON.stringify(copy)));
+  };
   const cases = {
     tampered: "fixtures/tampered/",
     unlisted: filesSource(withExtra),
     newer: filesSource(newer),
+    tampered_recipe: filesSource(withRecipe((entry) => { entry.direction = "forward"; })),
+    unknown_kind: filesSource(withRecipe((entry) => { entry.kind = "fft_twiddles"; })),
     good_files: filesSource(good),
   };
   const results = {};
@@ -133,7 +143,8 @@ async function main() {
     }
 
     const refusals = await page.evaluate(browserRefusals);
-    const expect = { tampered: /sha256 mismatch for decoder\.onnx/, unlisted: /extra\.bin: present in the bundle but not listed/, newer: /format_version 2 is newer/ };
+    const expect = { tampered: /sha256 mismatch for decoder\.onnx/, unlisted: /extra\.bin: present in the bundle but not listed/, newer: /format_version 2 is newer/,
+      tampered_recipe: /rebuilt tensor's sha256 differs/, unknown_kind: /'fft_twiddles'|"fft_twiddles" is not a derived-initializer kind/ };
     for (const [name, pattern] of Object.entries(expect)) {
       const r = refusals[name];
       report.checks[`refuses_${name}`] = { ...r, pass: r.refused && r.bundleError && pattern.test(r.message) };

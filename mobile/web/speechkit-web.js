@@ -8,7 +8,8 @@
 //   decode: codes i64 [1, k, N] -> graph "decoder" -> wav f32 [1, N * hop] -> trim to num_samples
 //
 // Supported: plain ONNX codec bundles (quantization mode "none", "int8", ... any bundle whose graphs
-// are self-contained .onnx files). Not supported yet: packed low-bit weights (graphs with
+// are .onnx files plus derived initializers: DFT bases and windows rebuilt here from the manifest's
+// recipes, sha256-checked with WebCrypto and passed to onnxruntime-web as externalData). Not supported yet: packed low-bit weights (graphs with
 // extra.weights_file: rtn/gptq/decoupleq 2-4 bit), Single-Codec global codes, .zip bundles,
 // Core ML graphs, .sktk token files, streaming step graphs. Each of those is refused with a message.
 
@@ -19,7 +20,13 @@ const TOP_LEVEL_KEYS = [
   "format", "format_version", "task", "model_kind", "model_name", "sample_rate", "frame_rate",
   "token_layout", "graphs", "quantization", "files", "speechkit_version", "created", "metrics", "extra",
 ];
-const GRAPH_KEYS = ["file", "runtime", "inputs", "outputs", "state", "extra"];
+const GRAPH_KEYS = ["file", "runtime", "inputs", "outputs", "state", "derived", "extra"];
+// Derived initializers (speechkit_rt/derived.py): kind -> its parameter keys.
+const DERIVED_KINDS = {
+  dft_basis: ["n_fft", "win_length", "window", "direction"],
+  window: ["n_fft", "win_length", "window", "power"],
+};
+const DERIVED_COMMON_KEYS = ["name", "kind", "dtype", "shape", "offset", "length", "sha256"];
 const TENSOR_KEYS = ["name", "dtype", "shape"];
 const QUANT_KEYS = ["mode", "bits", "group_size", "method", "details"];
 const SHA256 = /^[0-9a-f]{64}$/;
@@ -141,11 +148,109 @@ export function validateManifest(manifest) {
       if (!Array.isArray(graph[side]) || graph[side].length === 0) fail(`${where}.${side}`, "must list at least one tensor");
       graph[side].forEach((tensor, i) => checkKeys(tensor, TENSOR_KEYS, TENSOR_KEYS, `${where}.${side}[${i}]`));
     }
+    if (graph.derived !== undefined) checkDerived(graph.derived, `${where}.derived`, manifest.files);
     const listed = graph.file in manifest.files || Object.keys(manifest.files).some((rel) => rel.startsWith(graph.file + "/"));
     if (typeof graph.file !== "string" || !isRelativePath(graph.file) || !listed) {
       fail(`${where}.file`, `references '${graph.file}', which manifest.json 'files' does not list`);
     }
   }
+}
+
+/** Check a graph's `derived` object as speechkit_rt.derived.check_section does (no rebuild yet). */
+function checkDerived(section, where, files) {
+  checkKeys(section, ["location", "initializers"], ["location", "initializers"], where);
+  const location = section.location;
+  if (typeof location !== "string" || !location || /[\/\\:]/.test(location)) fail(`${where}.location`, `must be a plain file name, got ${JSON.stringify(location)}`);
+  if (location in files) fail(`${where}.location`, "names a bundle file; it must be a virtual location");
+  if (!Array.isArray(section.initializers) || section.initializers.length === 0) fail(`${where}.initializers`, "must be a non-empty list");
+  const names = new Set();
+  section.initializers.forEach((entry, i) => {
+    const at = `${where}.initializers[${i}]`;
+    if (!isObject(entry)) fail(at, "must be an object");
+    if (!(entry.kind in DERIVED_KINDS)) {
+      fail(`${at}.kind`, `${JSON.stringify(entry.kind)} is not a derived-initializer kind this runtime can rebuild (${Object.keys(DERIVED_KINDS).join(", ")}): upgrade speechkit-web`);
+    }
+    const keys = [...DERIVED_COMMON_KEYS, ...DERIVED_KINDS[entry.kind]];
+    checkKeys(entry, keys, keys, at);
+    for (const key of ["n_fft", "win_length", "offset", "length"]) {
+      if (!Number.isInteger(entry[key]) || entry[key] < 0) fail(`${at}.${key}`, `must be an integer >= 0, got ${entry[key]}`);
+    }
+    if (entry.window !== "hann_periodic") fail(`${at}.window`, `must be 'hann_periodic', got ${JSON.stringify(entry.window)}`);
+    if (entry.dtype !== "float32") fail(`${at}.dtype`, `must be 'float32', got ${JSON.stringify(entry.dtype)}`);
+    if (!Array.isArray(entry.shape) || !entry.shape.every((d) => Number.isInteger(d) && d >= 1)) fail(`${at}.shape`, "must be a list of positive integers");
+    if (entry.length !== 4 * entry.shape.reduce((a, b) => a * b, 1)) fail(`${at}.length`, `${entry.length} is not 4 bytes x shape [${entry.shape}]`);
+    if (!(entry.win_length >= 1 && entry.win_length <= entry.n_fft)) fail(at, "needs 1 <= win_length <= n_fft");
+    if (entry.kind === "dft_basis" && !["forward", "inverse"].includes(entry.direction)) fail(`${at}.direction`, "must be 'forward' or 'inverse'");
+    if (entry.kind === "window" && ![1, 2].includes(entry.power)) fail(`${at}.power`, "must be 1 or 2");
+    if (typeof entry.sha256 !== "string" || !SHA256.test(entry.sha256)) fail(`${at}.sha256`, "must be 64 lowercase hex digits");
+    if (names.has(entry.name)) fail(`${at}.name`, `repeats ${JSON.stringify(entry.name)}`);
+    names.add(entry.name);
+  });
+}
+
+// ---- derived initializers: the float64 steps of speechkit_rt/features.py, in the same order -------
+
+/** padded_window: periodic Hann of winLength (float32 values) zero-padded (centred) to nFft, as float64. */
+function paddedWindow(winLength, nFft) {
+  const out = new Float64Array(nFft);
+  const left = Math.floor((nFft - winLength) / 2);
+  for (let i = 0; i < winLength; i++) out[left + i] = Math.fround(0.5 - 0.5 * Math.cos((2 * Math.PI * i) / winLength));
+  return out;
+}
+
+/** dft_basis: float32 [2F, 1, nFft], real rows then imaginary rows ("forward" or "inverse"). */
+export function dftBasis(nFft, winLength, direction) {
+  const window = paddedWindow(winLength, nFft);
+  const bins = Math.floor(nFft / 2) + 1;
+  const cos = new Float64Array(nFft);
+  const sin = new Float64Array(nFft);
+  for (let m = 0; m < nFft; m++) {
+    const phase = (2 * Math.PI * m) / nFft;
+    cos[m] = Math.cos(phase);
+    sin[m] = Math.sin(phase);
+  }
+  const out = new Float32Array(2 * bins * nFft);
+  for (let f = 0; f < bins; f++) {
+    const weight = direction === "forward" ? 1 : f === 0 || (nFft % 2 === 0 && f === bins - 1) ? 1 : 2;
+    for (let n = 0; n < nFft; n++) {
+      const r = (f * n) % nFft;
+      const w = window[n];
+      if (direction === "forward") {
+        out[f * nFft + n] = cos[r] * w;
+        out[(bins + f) * nFft + n] = -sin[r] * w;
+      } else {
+        out[f * nFft + n] = ((weight * cos[r]) / nFft) * w;
+        out[(bins + f) * nFft + n] = ((-weight * sin[r]) / nFft) * w;
+      }
+    }
+  }
+  return out;
+}
+
+/** window_power: the padded window to the power 1 or 2 (in float64), float32 [nFft]. */
+export function windowPower(winLength, nFft, power) {
+  const window = paddedWindow(winLength, nFft);
+  return Float32Array.from(window, (w) => (power === 2 ? w * w : w));
+}
+
+/** Rebuild one (checked) recipe and verify the sha256 of its bytes; returns a Float32Array. */
+export async function rebuildDerived(entry) {
+  const values = entry.kind === "dft_basis" ? dftBasis(entry.n_fft, entry.win_length, entry.direction) : windowPower(entry.win_length, entry.n_fft, entry.power);
+  if (values.length * 4 !== entry.length) {
+    throw new BundleError(`derived initializer '${entry.name}': the ${entry.kind} recipe makes ${values.length} values, its shape [${entry.shape}] needs ${entry.length / 4}`);
+  }
+  if ((await sha256Hex(new Uint8Array(values.buffer))) !== entry.sha256) {
+    throw new BundleError(`derived initializer '${entry.name}' (${entry.kind}): the rebuilt tensor's sha256 differs from the manifest's: recipe tampered or corrupted`);
+  }
+  return values;
+}
+
+/** A graph's derived initializers as onnxruntime-web externalData: one in-memory file at `location`. */
+async function derivedExternalData(section) {
+  const size = Math.max(...section.initializers.map((e) => e.offset + e.length));
+  const file = new Uint8Array(size);
+  for (const entry of section.initializers) file.set(new Uint8Array((await rebuildDerived(entry)).buffer), entry.offset);
+  return [{ path: section.location, data: file }];
 }
 
 /** Hex sha256 of bytes with WebCrypto. */
@@ -336,9 +441,11 @@ export class CodecRuntime {
     if (graph.extra?.weights_file) {
       throw new BundleError(`graph '${name}' has packed ${this.manifest.quantization.mode} weights (${graph.extra.weights_file}); speechkit-web runs plain ONNX bundles only (quant none / int8 / w4) for now`);
     }
+    const options = { executionProviders: ["wasm"], logSeverityLevel: 3 };
+    if (graph.derived) options.externalData = await derivedExternalData(graph.derived); // refuses a bad rebuild
     let session;
     try {
-      session = await this.ort.InferenceSession.create(this.files.get(graph.file), { executionProviders: ["wasm"], logSeverityLevel: 3 });
+      session = await this.ort.InferenceSession.create(this.files.get(graph.file), options);
     } catch (err) {
       throw new BundleError(`${graph.file}: onnxruntime-web cannot load it (${err.message ?? err})`);
     }

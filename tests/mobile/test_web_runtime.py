@@ -57,4 +57,9 @@ def test_browser_runtime_matches_python_and_refuses_tampered_bundles(tmp_path):
         assert parity["codes_equal"] == pytest.approx(1.0, abs=0.01)
         assert parity["audio_max_abs"] <= 1e-4
     assert "sha256 mismatch" in report["checks"]["refuses_tampered"]["message"]
+    # The fixture's DFT bases and window are derived initializers, rebuilt in the browser.
+    manifest = json.loads((fixtures / "bundle" / "manifest.json").read_text())
+    assert {e["kind"] for e in manifest["graphs"]["decoder"]["derived"]["initializers"]} == {"dft_basis", "window"}
+    assert "sha256 differs" in report["checks"]["refuses_tampered_recipe"]["message"]
+    assert "fft_twiddles" in report["checks"]["refuses_unknown_kind"]["message"]
     assert result.returncode == 0
