@@ -28,6 +28,8 @@ MODEL_CLASSES: dict[str, str] = {
     "mobilespeech_tts": "speechkit.tts.mobilespeech:MobileSpeech",
     "tts_aligner": "speechkit.tts.aligner:DurationAligner",
     "fbd_ar_tts": "speechkit.tts.ar_tts:ForwardBackwardTTS",
+    "ebranchformer_asr": "speechkit.asr.model:EBranchformerASR",
+    "speech2c_pretrain": "speechkit.asr.speech2c:Speech2CPretrainer",
 }
 
 

@@ -19,6 +19,8 @@ RECIPES: dict[str, str] = {
     "tts-aligner": "speechkit.train.recipes.tts_aligner",
     "mobilespeech": "speechkit.train.recipes.mobilespeech",
     "ar-tts": "speechkit.train.recipes.ar_tts",
+    "asr-pretrain": "speechkit.train.recipes.asr_pretrain",
+    "asr": "speechkit.train.recipes.asr",
 }
 
 
