@@ -13,7 +13,8 @@ Core ML rows are converted and measured for size only (Core ML runs on macOS/iOS
 quantised, as ``export_model`` does by default; ``--with-float-encoder`` adds each ONNX quant mode
 with the encoder left float32 (rows marked "dec only"): the measurement behind that default.
 
-Prints one markdown table with notes and writes ``bench/results/export.json`` and
+Prints one markdown table with notes, a table of where each bundle's bytes go
+(``speechkit_export.size_breakdown``), and writes ``bench/results/export.json`` and
 ``export_size_quality.png``.
 """
 
@@ -47,6 +48,7 @@ from speechkit.checkpoint import resolve_checkpoint
 from speechkit.errors import DataError
 from speechkit_export import evaluation
 from speechkit_export.pipeline import export_model
+from speechkit_export.size_breakdown import CATEGORIES, bundle_size_breakdown
 
 logger = logging.getLogger("bench.export")
 
@@ -213,6 +215,19 @@ def export_row(
     return row, report
 
 
+def breakdown_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table of each ONNX row's bytes per category (speechkit_export.size_breakdown)."""
+    rows = [r for r in rows if "size_breakdown" in r]
+    if not rows:
+        return ""
+    keys = [*CATEGORIES, "derived (rebuilt)", "total"]
+    lines = ["| mode | " + " | ".join(keys) + " |", "| :--- |" + " ---: |" * len(keys)]
+    for row in rows:
+        cells = [f"{row['size_breakdown'][k] / 2**20:.2f}" for k in keys]
+        lines.append(f"| {row['name']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot_size_quality(rows: list[dict[str, Any]], reference: dict[str, Any], path: Path) -> Path:
     """Bundle size (log) against PESQ-WB, one labelled point per ONNX row; the torch fp32 PESQ dashed."""
     import matplotlib
@@ -322,6 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 logger.warning("%s failed: %s", name, err)
                 continue
             if format == "onnx":
+                row["size_breakdown"] = bundle_size_breakdown(report.bundle)
                 row.update(run_bundle(report.bundle, clips, reference))
                 if not args.no_memory:
                     kwargs = {"bundle": str(report.bundle), "wav_path": str(clip_path)}
@@ -335,6 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     for number, note in enumerate(NOTES, start=1):
         print(f"{number}. {note}")
+    print("\nWhere the bytes go (MiB; derived = DFT bases and windows rebuilt at load, not on disk):\n")
+    print(breakdown_table(rows))
     print(f"\n{len(clips)} test utterances ({_duration(clips):.1f} s); ran in {runtime:.0f} s.")
     out = args.output_dir
     common.write_results(
