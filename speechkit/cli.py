@@ -4,6 +4,7 @@
     speechkit encode IN -o OUT.sktk  compress audio to a token file (--model, --kbps)
     speechkit decode IN.sktk -o OUT.wav
     speechkit synthesize TEXT -o OUT.wav   text to speech (--prompt REF.wav clones a voice, --model)
+    speechkit transcribe IN.wav      speech to text (--format txt|json|srt, --stream, --model)
     speechkit models                 list shipped checkpoints (name, task, size, headline metrics)
     speechkit data speech|music|noise   build the offline corpora
     speechkit train RECIPE ...       run a training recipe (single process or under torchrun)
@@ -159,6 +160,41 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_ASR = "asr"
+
+
+def _cmd_transcribe(args: argparse.Namespace) -> int:
+    from speechkit.asr.api import audio_file_blocks
+    from speechkit.errors import AudioError
+    from speechkit.registry import load
+
+    if not Path(args.input).is_file():
+        raise AudioError(f"audio file not found: {args.input}")
+    asr = load(args.model)
+    blocks = audio_file_blocks(args.input, asr.sample_rate, block_seconds=0.32 if args.stream else 10.0)
+    if args.stream:
+        from speechkit.asr.streaming import join_finals
+
+        finals = []
+        for update in asr.stream(asr.sample_rate).process(blocks):
+            if update.is_final:
+                finals.append(update)
+                if args.format == "txt" and args.output is None:
+                    print(f"[{update.start:7.2f}-{update.end:7.2f}] {update.text}", flush=True)
+            elif not args.quiet:
+                print(f"  ... {update.text}", file=sys.stderr, flush=True)
+        transcript = join_finals(finals)
+    else:
+        transcript = asr.transcribe_blocks(blocks)
+    rendered = {"txt": transcript.text + "\n", "json": transcript.to_json() + "\n", "srt": transcript.to_srt()}[args.format]
+    if args.output:
+        Path(args.output).write_text(rendered)
+        print(f"{args.input} -> {args.output}: {len(transcript.words)} words")
+    elif not (args.stream and args.format == "txt"):
+        sys.stdout.write(rendered)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="speechkit", description="Edge audio and speech SDK.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -195,6 +231,15 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same audio)")
     synth.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     synth.set_defaults(func=_cmd_synthesize)
+
+    transcribe = sub.add_parser("transcribe", help="speech to text (txt, json with word times, or srt)")
+    transcribe.add_argument("input", help="audio file in any format/rate/channels soundfile reads")
+    transcribe.add_argument("--format", default="txt", choices=["txt", "json", "srt"])
+    transcribe.add_argument("-o", "--output", default=None, help="write here instead of stdout")
+    transcribe.add_argument("--stream", action="store_true", help="decode chunk by chunk, partials on stderr")
+    transcribe.add_argument("--model", default=DEFAULT_ASR, help="ASR model name or checkpoint folder")
+    transcribe.add_argument("-q", "--quiet", action="store_true", help="no partial results")
+    transcribe.set_defaults(func=_cmd_transcribe)
 
     models = sub.add_parser("models", help="list shipped checkpoints")
     models.set_defaults(func=_cmd_models)

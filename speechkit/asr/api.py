@@ -190,3 +190,25 @@ class SpeechRecognizer:
         from speechkit.asr.streaming import RecognizerStream
 
         return RecognizerStream(self, sample_rate or self.sample_rate, **settings)
+
+
+def audio_file_blocks(path: str, sample_rate: int, block_seconds: float = 1.0) -> Iterator[np.ndarray]:
+    """Read an audio file as float32 mono blocks at ``sample_rate`` without holding it whole.
+
+    Any format soundfile reads; channels are averaged and other rates resampled incrementally.
+    """
+    import soundfile as sf
+    import soxr
+
+    try:
+        handle = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
+        raise AudioError(f"cannot read audio file {path}: {err}") from err
+    with handle:
+        rate = check_sample_rate(handle.samplerate)
+        resampler = soxr.ResampleStream(rate, sample_rate, 1, dtype="float32") if rate != sample_rate else None
+        for block in handle.blocks(blocksize=max(1, int(block_seconds * rate)), dtype="float32", always_2d=True):
+            mono = block.mean(axis=1, dtype=np.float32)
+            yield resampler.resample_chunk(mono) if resampler is not None else mono
+        if resampler is not None:
+            yield resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)

@@ -35,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +50,15 @@ from speechkit.decoders.ctc import ctc_greedy
 from speechkit.errors import AudioError
 
 SILENCE_RESET_SECONDS = 5.0
+
+
+def join_finals(updates: Iterable[TranscriptUpdate]) -> Transcript:
+    """One :class:`Transcript` (stream time) from a stream's final updates; partials are skipped."""
+    finals = [u for u in updates if u.is_final and u.transcript is not None]
+    words = tuple(w for u in finals for w in u.transcript.words)
+    confidence = float(np.mean([w.confidence for w in words])) if words else 1.0
+    end = max((u.end for u in finals), default=0.0)
+    return Transcript(" ".join(u.text for u in finals if u.text), words, end, confidence)
 
 
 @dataclass(frozen=True)
@@ -144,6 +154,12 @@ class RecognizerStream:
             chunk = chunk / peak
         self._audio = np.concatenate([self._audio, chunk.astype(np.float32)])
         return self._advance()
+
+    def process(self, blocks: Iterable[np.ndarray]) -> Iterator[TranscriptUpdate]:
+        """Feed every block, then finish; yields updates as they come (memory stays flat)."""
+        for block in blocks:
+            yield from self.accept(block)
+        yield from self.finish()
 
     def finish(self) -> list[TranscriptUpdate]:
         """End of audio: decode what is left and close the last segment."""
