@@ -29,3 +29,7 @@ class BitstreamError(SpeechkitError, ValueError):
 
 class DataError(SpeechkitError):
     """Corpus synthesis failed: a missing system tool, a bad manifest, an empty split."""
+
+
+class TextError(SpeechkitError, ValueError):
+    """Text that cannot be spoken: empty, nothing pronounceable, or too long for one call."""
