@@ -65,7 +65,7 @@ class ASRConfig(ModelConfig):
     cgmlp_mult: float = 4.0
     kernel_size: int = 31
     ff_mult: float = 4.0
-    subsampling_channels: int = 144
+    subsampling_channels: int = 64
     causal_convs: bool = True
     decoder_layers: int = 4
     decoder_mlp_ratio: float = 4.0

@@ -70,10 +70,7 @@ def ctc_prefix_beam_search(
         order = np.argsort(-frame)[: beam_size + 1]
         candidates = [int(c) for c in order if c != blank and frame[c] > token_prune][:beam_size]
         nxt: dict[tuple[int, ...], list[float]] = {}
-
-        def add(prefix: tuple[int, ...], which: int, value: float) -> None:
-            entry = nxt.setdefault(prefix, [NEG_INF, NEG_INF])
-            entry[which] = np.logaddexp(entry[which], value)
+        add = _accumulator(nxt)
 
         for prefix, (p_blank, p_label) in beams.items():
             total = np.logaddexp(p_blank, p_label)
@@ -88,6 +85,18 @@ def ctc_prefix_beam_search(
         ranked = sorted(nxt.items(), key=lambda kv: -np.logaddexp(*kv[1]))[:beam_size]
         beams = {prefix: (pb, pl) for prefix, (pb, pl) in ranked}
     return [(prefix, float(np.logaddexp(pb, pl))) for prefix, (pb, pl) in beams.items()]
+
+
+def _accumulator(table: dict[tuple[int, ...], list[float]]):
+    """``add(prefix, 0 | 1, log_p)``: log-add into the blank (0) or label (1) mass of ``prefix``."""
+
+    def add(prefix: tuple[int, ...], which: int, value: float) -> None:
+        if value == NEG_INF:  # e.g. a repeat with no blank path yet: not a prefix at all
+            return
+        entry = table.setdefault(prefix, [NEG_INF, NEG_INF])
+        entry[which] = np.logaddexp(entry[which], value)
+
+    return add
 
 
 class CTCPrefixScorer:
