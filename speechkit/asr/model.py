@@ -41,7 +41,7 @@ from speechkit.nn.masks import lengths_to_padding_mask
 
 @dataclass(frozen=True, kw_only=True)
 class ASRConfig(ModelConfig):
-    """Config of :class:`EBranchformerASR` (defaults: 6.70M parameters, trainable on 2 CPU cores).
+    """Config of :class:`EBranchformerASR` (defaults: 6.33M parameters, trainable on 2 CPU cores).
 
     Fields: front-end (``sample_rate``, ``n_mels``, ``n_fft``, ``hop_length``), encoder (``dim``,
     ``num_heads``, ``encoder_layers``, ``cgmlp_mult``, ``kernel_size``, ``ff_mult``,
