@@ -52,6 +52,15 @@ logger = logging.getLogger(__name__)
 KEPT_MARKS = ",.?!;:-"
 _NUMBER = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+"
 _MONTH_NAMES = "|".join(sorted(set(MONTHS[1:]) | set(MONTH_ABBREVIATIONS), key=len, reverse=True))
+_SCALE_SUFFIXES = {
+    "k": "thousand",
+    "K": "thousand",
+    "m": "million",
+    "M": "million",
+    "bn": "billion",
+    "B": "billion",
+}
+_FRACTIONS = {2: ("half", "halves"), 4: ("quarter", "quarters")}
 _KEPT_APOSTROPHE = "\x00"  # marks an apostrophe CMUdict spells, while quotes are removed
 _UNIT_NAMES = "|".join(re.escape(u) for u in sorted(UNITS, key=len, reverse=True))
 
@@ -136,6 +145,9 @@ def _abbreviations(text: str) -> str:
 
     # "Main St." (after a capitalised word, not before one) is a street; "St. Louis" a saint.
     text = re.sub(r"\b([A-Z][a-z]+) St\.(\s+[a-z,;:!?]|\s*$)", street, text)
+    text = re.sub(r"\b(" + "|".join(TITLES) + r")\.(?=\s+[A-Z])", title, text, flags=re.I)
+    # a title's dot before anything but a name: "Main St." is a street, "King Dr." a drive
+    text = re.sub(r"\b(St|Dr)\.", lambda m: {"St": "street", "Dr": "drive"}[m.group(1)] + _end_dot(m), text)
     text = re.sub(r"\b(" + "|".join(TITLES) + r")\.(?=\s)", title, text, flags=re.I)
 
     def abbreviation(m: re.Match) -> str:
@@ -162,12 +174,13 @@ def _plain(number: str) -> str:
 
 def _currency(text: str) -> str:
     symbols = "".join(re.escape(s) for s in CURRENCIES)
-    pattern = rf"(-)?([{symbols}])\s?({_NUMBER})(?:\s?({'|'.join(SCALE_WORDS)})\b)?"
+    scales = "|".join(SCALE_WORDS + tuple(_SCALE_SUFFIXES))
+    pattern = rf"(-)?([{symbols}])\s?({_NUMBER})(?:\s?({scales})\b)?"
 
     def read(m: re.Match) -> str:
         sign = "minus " if m.group(1) else ""
         one, many, cent, cents = CURRENCIES[m.group(2)]
-        amount, scale = _plain(m.group(3)), m.group(4)
+        amount, scale = _plain(m.group(3)), _SCALE_SUFFIXES.get(m.group(4), m.group(4))
         if scale:
             return f" {sign}{numbers.decimal(amount)} {scale} {many} "
         whole, _, fraction = amount.partition(".")
@@ -264,7 +277,7 @@ def _month_number(name: str) -> int:
 
 def _numbers(text: str) -> str:
     text = re.sub(
-        r"\b(\d+)(st|nd|rd|th)\b", lambda m: f" {numbers.ordinal(int(m.group(1)))} ", text, flags=re.I
+        r"\b(\d+)(st|nd|rd|th)\b-?", lambda m: f" {numbers.ordinal(int(m.group(1)))} ", text, flags=re.I
     )
     text = re.sub(rf"(?<![\w.])(-?)({_NUMBER})\s?%", lambda m: f" {_signed(m)} percent ", text)
     text = re.sub(rf"(?<![\w.])(-?)({_NUMBER})\s?({_UNIT_NAMES})(?![\w/])", _unit, text)
@@ -280,10 +293,33 @@ def _numbers(text: str) -> str:
         flags=re.I,
     )
     text = re.sub(r"#\s?(\d)", r" number \1", text)
+    text = re.sub(
+        r"\b\d+(?:\.\d+){2,}\b",
+        lambda m: " " + " point ".join(map(numbers.integer, m.group(0).split("."))) + " ",
+        text,
+    )
+    text = re.sub(r"\b(?:\d{3}-)?\d{3}-\d{4}\b", _phone, text)
+    text = re.sub(r"(?<=[A-Za-z])-(?=\d)|(?<=\d)-(?=[A-Za-z])", " ", text)  # COVID-19, 3rd-place
     text = re.sub(r"\b(\d{1,4})\s?-\s?(\d{1,4})\b", _range, text)
+    text = re.sub(r"(?<![\d/])(\d{1,3})/(\d{1,2})(?![\d/])", _fraction, text)
     text = re.sub(r"(\d)/(\d)", r"\1 slash \2", text)
+    text = re.sub(r"(?<=\w)\^(?=-?\d)", " to the power of ", text)
     text = re.sub(r"(?<=[A-Za-z])(?=\d)|(?<=\d)(?=[A-Za-z])", " ", text)  # MP3 -> MP 3, 3D -> 3 D
     return re.sub(rf"(?:(?<=[\s(\[\"])|^)(-)?({_NUMBER})|({_NUMBER})", _number, text)
+
+
+def _phone(m: re.Match) -> str:
+    return " " + ", ".join(numbers.digits(group) for group in m.group(0).split("-")) + ", "
+
+
+def _fraction(m: re.Match) -> str:
+    numerator, denominator = int(m.group(1)), int(m.group(2))
+    if not 2 <= denominator <= 10 or numerator == 0:
+        return f" {numbers.cardinal(numerator)} over {numbers.cardinal(denominator)} "
+    one, many = _FRACTIONS.get(
+        denominator, (numbers.ordinal(denominator), numbers.ordinal(denominator) + "s")
+    )
+    return f" {numbers.cardinal(numerator)} {one if numerator == 1 else many} "
 
 
 def _signed(m: re.Match) -> str:
@@ -327,6 +363,12 @@ def _number(m: re.Match) -> str:
 
 
 def _symbols(text: str) -> str:
+    text = re.sub(
+        r"\b([A-Z]{1,3})&([A-Z]{1,3})\b",
+        lambda m: f" {' '.join(m.group(1))} and {' '.join(m.group(2))} ",
+        text,
+    )
+    text = re.sub(r"\b([A-G])#(?!\w)", r"\1 sharp", text)
     text = re.sub(r"(\w)@(\w)", r"\1 at \2", text)
     text = re.sub(r"\b([a-z]+)\.(com|org|net|edu|gov|io)\b", r"\1 dot \2", text, flags=re.I)
     text = re.sub(r"#(?=[A-Za-z])", " ", text)  # a hashtag: the word alone
@@ -361,10 +403,24 @@ def _acronyms(text: str) -> str:
             return word
         if plural and (word + "s").lower() in lexicon:
             return word + "s"
+        if _pronounceable_acronym(word):
+            return word.lower() + ("'s" if plural else "")
         spelled = " ".join(word)
         return spelled + ("'s" if plural else "")
 
+    text = re.sub(r"\bWW(I{1,2})\b", lambda m: f"world war {numbers.cardinal(len(m.group(1)))}", text)
     return re.sub(r"\b([A-Z]{2,})(s)?\b", read, text)
+
+
+def _pronounceable_acronym(word: str) -> bool:
+    """Whether an all-caps word CMUdict lacks reads as a word (COVID, UNICEF) rather than letters (HTML).
+
+    Four letters or more, at least one vowel, and no run of three consonants or of three vowels.
+    """
+    return (
+        len(word) >= 4
+        and re.fullmatch(r"[^AEIOU]{0,2}(?:[AEIOU]{1,2}[^AEIOU]{1,2})*[AEIOU]{0,2}", word) is not None
+    )
 
 
 _REWRITES = (_dotted, _abbreviations, _currency, _times, _dates, _numbers, _symbols, _roman, _acronyms)

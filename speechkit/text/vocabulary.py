@@ -22,7 +22,10 @@ ABBREVIATIONS = {
     "fig": "figure", "ave": "avenue", "blvd": "boulevard", "rd": "road",
 }  # fmt: skip
 #: Dotted abbreviations matched as a whole, case-insensitively.
-DOTTED = {"e.g.": "for example", "i.e.": "that is", "a.k.a.": "also known as", "cf.": "compare"}
+DOTTED = {
+    "e.g.": "for example", "i.e.": "that is", "a.k.a.": "also known as", "cf.": "compare",
+    "ph.d.": "P H D", "ph.d": "P H D",
+}  # fmt: skip
 
 #: Units read after a number: (singular, plural). Matched case-sensitively (``m`` metre, ``M`` not).
 UNITS = {

@@ -42,6 +42,15 @@ CASES = [
     ("well-known (very) [really]", "well-known, very, really"),
     ("agent 007", "agent zero zero seven"),
     ("MP3 and x86", "M P three and x eighty six"),
+    ("Call 555-1234 now", "call five five five, one two three four, now"),
+    ("1/2 off, 3/4 cup, 2/3 done", "one half off, three quarters cup, two thirds done"),
+    ("Version 2.0.1 is out", "version two point zero point one is out"),
+    ("AT&T and C# and C++", "A T and T and C sharp and C plus plus"),
+    ("COVID-19 and 3rd-place", "covid nineteen and third place"),
+    ("XKCD or WWII", "X K C D or world war two"),
+    ("Ph.D. students on King Dr.", "P H D students on king drive."),
+    ("$20k or $3bn", "twenty thousand dollars or three billion dollars"),
+    ("x^2", "x to the power of two"),
 ]
 
 
