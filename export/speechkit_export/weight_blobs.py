@@ -2,22 +2,24 @@
 
 The producer side of :mod:`speechkit_rt.weights` (which documents the format):
 
-1. :func:`quantize_codec_weights` quantises the model's Linear / Conv1d weights in place with RTN, GPTQ or
+1. :func:`quantize_codec_weights` quantises the model's Linear / Conv1d / ConvTranspose1d weights in place
+   with RTN, GPTQ or
    decoupleQ (:mod:`speechkit_export.quant`), rounds every scale and zero point to the float16 the
    bundle stores, and writes the dequantised weights back, so the torch model, the exported graph and
    the runtime's rebuilt weights are the same float32 numbers.
 2. The graphs are exported from that model as usual (full float32 files, used for the parity check).
 3. :func:`externalize_weights` finds each quantised weight among a graph's initializers, by value (a
-   Conv keeps the weight as it is; a Linear becomes a MatMul on the transposed weight, or a Gemm on
-   the weight), turns it into an ONNX external-data reference and returns the packed arrays for
+   Conv or ConvTranspose keeps the weight as it is; a Linear becomes a MatMul on the transposed
+   weight, or a Gemm on the weight), turns it into an ONNX external-data reference and returns the packed arrays for
    ``weights.npz`` plus the manifest entries. A weight that is not found stays in the graph, in float.
 
-What is quantised: every Linear / Conv1d with at least ``min_weight_elements`` values, except the
+What is quantised: every Linear / Conv1d / ConvTranspose1d (the upsampling conv, as its polyphase
+matrix: ``quant.conv_transpose``) with at least ``min_weight_elements`` values, except the
 vector quantizers' own projections (an error there moves the nearest-code search) and, when
 ``quantize_encoder=False``, the layers of the encoder side (``encode_codes`` / ``encode_global``),
 whose rounding errors flip codes. In the graphs that are quantised, the other float tensors of
->= 2 axes and >= ``FLOAT16_MIN_ELEMENTS`` values (the upsampling transposed conv, which no quantiser
-here handles; depthwise convs and VQ projections; codebooks and lookup tables) are stored as float16
+>= 2 axes and >= ``FLOAT16_MIN_ELEMENTS`` values (depthwise convs and VQ projections; codebooks and
+lookup tables) are stored as float16
 in ``weights.npz`` too. Biases and norms (1-D) stay float32; the fixed STFT / iSTFT bases and windows
 are not stored at all (``derived_initializers``: the runtime rebuilds them from recipes).
 """
@@ -41,6 +43,8 @@ from torch import nn
 
 from speechkit.errors import ConfigError
 from speechkit_export.quant import LayerQuantization, QuantizedWeight, assign_dequantized, quantize_model
+from speechkit_export.quant.calibration import supports
+from speechkit_export.quant.conv_transpose import POLYPHASE_LAYOUT
 from speechkit_export.quant.packing import pack_codes
 
 logger = logging.getLogger(__name__)
@@ -58,7 +62,7 @@ _WEIGHT_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
 
 def codec_layer_roles(model: nn.Module) -> dict[str, set[str]]:
-    """Which Linear / Conv1d layers the encoder side and the decoder run, found with forward hooks.
+    """Which quantisable layers (Linear / Conv1d / ConvTranspose1d) the encoder side and the decoder run, found with forward hooks.
 
     Args:
         model: a codec model (``encode_codes``, ``decode_codes``; ``encode_global`` if it has global codes).
@@ -79,7 +83,7 @@ def codec_layer_roles(model: nn.Module) -> dict[str, set[str]]:
     hooks = [
         module.register_forward_hook(lambda *_, name=name: seen[current[0]].add(name))
         for name, module in model.named_modules()
-        if isinstance(module, (nn.Linear, nn.Conv1d))
+        if supports(module)
     ]
     wav = 0.1 * torch.randn(1, 8 * int(model.hop_length), generator=torch.Generator().manual_seed(0))
     try:
@@ -132,13 +136,11 @@ def quantize_codec_weights(
         in_quantizer = any("quantizer" in part for part in name.split("."))
         return in_quantizer or name not in wanted or module.weight.numel() < min_weight_elements
 
-    candidates = [
-        n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv1d)) and not skip(n, m)
-    ]
+    candidates = [n for n, m in model.named_modules() if supports(m) and not skip(n, m)]
     if not candidates:
         side = "encoder or decoder" if quantize_encoder else "decoder (the encoder was left float)"
         raise ConfigError(
-            f"{model.config.KIND}: its {side} has no Linear/Conv1d weight of >= {min_weight_elements} "
+            f"{model.config.KIND}: its {side} has no Linear/Conv1d/ConvTranspose1d weight of >= {min_weight_elements} "
             "values to quantise"
         )
     hop = int(model.hop_length)
@@ -215,7 +217,7 @@ def externalize_weights(
             by_value.setdefault(_fingerprint(numpy_helper.to_array(init)), []).append(init)
     moved: list[tuple[TensorProto, dict]] = []
     for layer, weight in quantized.items():
-        dense = weight.dequantize().numpy()
+        dense = weight.layer_weight().numpy()
         for candidate, perm in ((dense, None), (dense.T if dense.ndim == 2 else None, [1, 0])):
             for init in by_value.pop(_fingerprint(candidate), []) if candidate is not None else []:
                 key = f"{graph_name}.{len(moved)}"
@@ -225,6 +227,8 @@ def externalize_weights(
                 arrays[f"{key}.zero"] = weight.zero.numpy().astype(scale_dtype)
                 entry = {"name": init.name, "key": key, "layer": layer, "shape": list(weight.shape), "perm": perm,
                          "bits": weight.bits, "group_size": weight.group_size}  # fmt: skip
+                if weight.conv_transpose_stride is not None:
+                    entry.update(layout=POLYPHASE_LAYOUT, stride=weight.conv_transpose_stride)
                 moved.append((init, entry))
     if float16_min_elements is not None:
         for inits in by_value.values():

@@ -20,6 +20,10 @@ Manifest entry of such a graph (``graphs.<name>.extra``)::
          "perm": [1, 0],                        axes permutation to the initializer's layout, or null
          "bits": 2, "group_size": 64,
          "offset": 0, "length": 49152},         float32 bytes in the virtual external file
+        {"name": "decoder.up.conv.weight", "key": "decoder.9", "shape": [512, 256, 2], "perm": null,
+         "layout": "conv_transpose_polyphase",  a ConvTranspose [C_in, C_out, M * s] stored as its
+         "stride": 2,                           polyphase matrix [C_out * s, C_in, M] (see below)
+         "bits": 4, "group_size": 64, "offset": ..., "length": ...},
         {"name": "/istft/Constant_1_output_0",  a float16 entry: array <key>.values, same shape
          "key": "decoder.7", "encoding": "float16", "shape": [642, 1, 640], "offset": ..., "length": ...}]
 
@@ -30,7 +34,10 @@ G = ceil(D / group_size). Inside group g of row r::
 
     w[r, j] = scale[r, g] * (codes[r, j] - zero[r, g])     computed in float32
 
-then reshaped to ``shape`` and permuted by ``perm``. A float16 entry's ``values`` [shape] are cast to
+then reshaped to ``shape`` and permuted by ``perm``. A ``conv_transpose_polyphase`` entry's matrix
+(row ``o * s + p``, column ``i * M + m``) holds ``W[i, o, m * s + p]`` of the transposed conv's
+weight W [C_in, C_out, M * s] (its sub-pixel form, in which GPTQ / decoupleQ see the exact output
+error); :func:`from_polyphase` puts it back. Other layouts are refused. A float16 entry's ``values`` [shape] are cast to
 float32. ``offset``/``length`` lay the float32 weights
 out as one file, so a runtime without named external initializers (onnxruntime-web's
 ``externalData``, ``AddExternalInitializersFromFilesInMemory``) can pass the same weights as an
@@ -61,6 +68,7 @@ from speechkit_rt.errors import BundleError
 
 logger = logging.getLogger(__name__)
 
+POLYPHASE_LAYOUT = "conv_transpose_polyphase"
 _ENTRY_KEYS = {"packed": ("name", "key", "shape", "bits", "group_size"), "float16": ("name", "key", "shape")}
 
 
@@ -138,6 +146,21 @@ def dequantize(
     return np.ascontiguousarray(weight, dtype=np.float32)
 
 
+def from_polyphase(matrix: np.ndarray, stride: int) -> np.ndarray:
+    """A transposed conv's weight [C_in, C_out, M * s] from its polyphase matrix [C_out * s, C_in, M].
+
+    Example:
+        >>> from_polyphase(np.array([[[0.0, 2.0]], [[1.0, 3.0]]]), 2).tolist()   # C_in 1, C_out 1, K 4
+        [[[0.0, 1.0, 2.0, 3.0]]]
+    """
+    if matrix.ndim != 3 or stride < 1 or matrix.shape[0] % stride:
+        raise BundleError(f"packed weights: polyphase matrix {matrix.shape} does not fit stride {stride}")
+    rows, in_channels, taps = matrix.shape
+    # [C_out, s, C_in, M] -> [C_in, C_out, M, s]
+    view = matrix.reshape(rows // stride, stride, in_channels, taps).transpose(2, 0, 3, 1)
+    return np.ascontiguousarray(view.reshape(in_channels, rows // stride, taps * stride))
+
+
 def weight_entries(bundle: Bundle, graph_name: str) -> list[dict[str, Any]]:
     """The ``extra.weights`` entries of a graph (empty when its .onnx file holds every weight)."""
     extra = bundle.graph(graph_name).get("extra", {})
@@ -196,7 +219,13 @@ def _rebuild(arrays: dict[str, np.ndarray], entry: dict[str, Any], file: str) ->
     except KeyError as err:
         raise BundleError(f"{file}: no array {err.args[0]!r} for weight {entry['name']!r}") from None
     bits, group_size = int(entry["bits"]), int(entry["group_size"])
-    return dequantize(packed, scale, zero, bits, group_size, entry["shape"], entry.get("perm"))
+    weight = dequantize(packed, scale, zero, bits, group_size, entry["shape"], entry.get("perm"))
+    layout = entry.get("layout")
+    if layout is None:
+        return weight
+    if layout != POLYPHASE_LAYOUT:
+        raise BundleError(f"{file}: weight {entry['name']!r} has unknown layout {layout!r}")
+    return from_polyphase(weight, int(entry.get("stride", 0)))
 
 
 def materialize(

@@ -19,7 +19,7 @@ class _Tiny(nn.Module):
         self.inp = nn.Linear(16, 24)
         self.conv = nn.utils.parametrizations.weight_norm(nn.Conv1d(24, 24, 3, padding=1))
         self.depthwise = nn.Conv1d(24, 24, 5, padding=2, groups=24)
-        self.up = nn.ConvTranspose1d(24, 24, 1)  # not supported: must stay untouched
+        self.up = nn.ConvTranspose1d(24, 24, 1)  # quantised as its polyphase matrix (stride 1: W^T)
         self.out = nn.Linear(24, 8)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -49,17 +49,16 @@ def test_quantize_model_puts_every_weight_on_a_small_grid_and_keeps_the_output()
     kinds = (nn.Linear, nn.Conv1d, nn.ConvTranspose1d)
     before = {name: m.weight.detach().clone() for name, m in modules.items() if isinstance(m, kinds)}
     report = quantize_model(model, "decoupleq", bits=4, group_size=8, calibration=calibration)
-    assert sorted(report) == ["conv", "depthwise", "inp", "out"]
+    assert sorted(report) == ["conv", "depthwise", "inp", "out", "up"]
     for name in report:
         weight = modules[name].weight.detach()
-        torch.testing.assert_close(weight, report[name].quantized.dequantize(), rtol=0, atol=0)
+        torch.testing.assert_close(weight, report[name].quantized.layer_weight(), rtol=0, atol=0)
         assert not torch.equal(weight, before[name])
-        matrix = weight.reshape(weight.shape[0], -1)
+        matrix = report[name].quantized.dequantize_matrix()
         for start in range(0, matrix.shape[1], 8):
             for row in matrix[:, start : start + 8]:
                 assert row.unique().numel() <= 16
         assert 0 < report[name].relative_error < 0.01  # measured 0.0004-0.0007
-    assert torch.equal(model.up.weight, before["up"])
     # Measured 0.030 for this model and seed (RTN 0.063, GPTQ 0.045).
     assert _relative_output_error(model, reference, x) < 0.06
 

@@ -88,6 +88,6 @@ def test_bad_calibration_inputs_raise() -> None:
     with pytest.raises(ConfigError):
         collect_hessians(model, torch.randn(2, 3))
     with pytest.raises(ConfigError):
-        collect_hessians(model, [torch.randn(2, 3)], modules={"t": nn.ConvTranspose1d(2, 2, 2)})
+        collect_hessians(model, [torch.randn(2, 3)], modules={"t": nn.ConvTranspose1d(2, 2, 3, stride=2)})
     stats = collect_hessians(model, [], modules={"0": model[0]})
     assert stats == {}

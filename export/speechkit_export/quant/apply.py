@@ -1,13 +1,17 @@
-"""Quantise every Linear / Conv1d weight of a model in place and report what it cost per layer.
+"""Quantise every Linear / Conv1d / ConvTranspose1d weight of a model in place and report what it cost per layer.
 
 Calibration is a single pass over the full-precision model (all H collected before any layer is
 quantised); GPTQ's layer-by-layer variant, where later layers see the already-quantised earlier ones,
 is not done here. Weight normalisation is folded into the plain weight first (the quantised tensor is
-the effective weight). Biases stay in float. ``nn.ConvTranspose1d`` layers are left untouched.
+the effective weight). Biases stay in float. A ``nn.ConvTranspose1d`` is quantised as its polyphase
+matrix (``quant.conv_transpose``: rows (output channel, phase), columns (input channel, lag), the view in
+which its output error is a per-row quadratic form), by every method; transposed convs that view does
+not cover (groups, dilation, padding) are left untouched.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +22,7 @@ from torch.nn.utils import parametrize
 
 from speechkit.errors import ConfigError
 from speechkit_export.quant.calibration import Calibration, collect_hessians, supports
+from speechkit_export.quant.conv_transpose import polyphase_matrix
 from speechkit_export.quant.decoupleq import quantize_decoupleq
 from speechkit_export.quant.gptq import quantize_gptq
 from speechkit_export.quant.hessian import relative_output_error
@@ -93,7 +98,8 @@ def _fold_weight_norm(module: nn.Module) -> None:
 def quantizable_layers(
     model: nn.Module, skip: Callable[[str, nn.Module], bool] | None = None
 ) -> dict[str, nn.Module]:
-    """name -> every nn.Linear / nn.Conv1d of ``model`` that ``skip(name, module)`` does not exclude."""
+    """name -> every nn.Linear / nn.Conv1d / supported nn.ConvTranspose1d of ``model`` that
+    ``skip(name, module)`` does not exclude."""
     return {
         name: module
         for name, module in model.named_modules()
@@ -111,7 +117,8 @@ def quantize_model(
     damping: float = 0.01,
     iterations: int = 4,
 ) -> dict[str, LayerQuantization]:
-    """Quantise the weights of every Linear and Conv1d of a model in place (weights become dequantised).
+    """Quantise the weights of every Linear, Conv1d and ConvTranspose1d of a model in place (weights
+    become dequantised).
 
     Args:
         model: the model, modified in place (weight norm folded, weights replaced).
@@ -145,16 +152,18 @@ def quantize_model(
     stats = collect_hessians(model, calibration, layers) if calibration is not None else {}
     report: dict[str, LayerQuantization] = {}
     for name, module in layers.items():
-        weight = module.weight.detach()
+        weight, stride = _weight_matrix(module)
         hessian = stats[name].per_row(weight.shape[0]) if name in stats else None
         if hessian is None and method != "rtn":
             logger.warning("layer %s saw no calibration data; left in float", name)
             continue
         quantized = quantize_weight(weight, method, bits, group_size, hessian, damping, iterations)
+        if stride is not None:
+            quantized = dataclasses.replace(quantized, conv_transpose_stride=stride)
         dequantized = quantized.dequantize()
         error = None if hessian is None else relative_output_error(weight, dequantized, hessian)
         with torch.no_grad():
-            module.weight.copy_(dequantized.to(module.weight))
+            module.weight.copy_(quantized.layer_weight().to(module.weight))
         report[name] = LayerQuantization(quantized=quantized, relative_error=error)
         logger.info("%s %s %d-bit: relative output error %s", name, method, bits, error)
     return report
@@ -173,8 +182,18 @@ def assign_dequantized(model: nn.Module, quantized: dict[str, QuantizedWeight]) 
     modules = dict(model.named_modules())
     for name, weight in quantized.items():
         module = modules.get(name)
-        if module is None or tuple(module.weight.shape) != weight.shape:
-            raise ConfigError(f"no layer {name!r} with a weight of shape {weight.shape} in the model")
+        dense = weight.layer_weight()
+        if module is None or module.weight.shape != dense.shape:
+            raise ConfigError(f"no layer {name!r} with a weight of shape {tuple(dense.shape)} in the model")
         _fold_weight_norm(module)
         with torch.no_grad():
-            module.weight.copy_(weight.dequantize().to(module.weight))
+            module.weight.copy_(dense.to(module.weight))
+
+
+def _weight_matrix(module: nn.Module) -> tuple[Tensor, int | None]:
+    """The weight as the quantisers see it and, for a ConvTranspose1d, its stride (polyphase view)."""
+    weight = module.weight.detach()
+    if isinstance(module, nn.ConvTranspose1d):
+        stride = module.stride[0]
+        return polyphase_matrix(weight, stride), stride
+    return weight, None

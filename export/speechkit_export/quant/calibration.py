@@ -10,8 +10,9 @@ its input into columns of X, one column per output position, matching the matrix
   A grouped conv (depthwise included) has one H per conv group, stored as [groups, D, D]; output
   channel r belongs to group ``r // (C_out / groups)``.
 
-``nn.ConvTranspose1d`` is not supported (its output positions sum overlapping kernel taps, so its
-output error is not a per-row quadratic form of this kind); the quantisers leave such layers alone.
+* ConvTranspose1d, input [B, C_in, T], weight [C_in, C_out, K = M * s]: viewed in its polyphase form
+  (``quant.conv_transpose``), rows (output channel, phase), columns ``D = C_in * M`` lagged inputs.
+  Other transposed convs (groups, dilation, padding, K not a multiple of s) are not supported.
 Sums are accumulated in float64.
 """
 
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from speechkit.errors import ConfigError
+from speechkit_export.quant.conv_transpose import polyphase_columns, supports_conv_transpose
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +64,9 @@ class HessianStats:
 
 
 def supports(module: nn.Module) -> bool:
-    """True for the layer kinds whose H this module collects: nn.Linear and nn.Conv1d."""
-    return isinstance(module, (nn.Linear, nn.Conv1d))
+    """True for the layer kinds whose H this module collects: nn.Linear, nn.Conv1d and the
+    ConvTranspose1d that ``supports_conv_transpose`` accepts."""
+    return isinstance(module, (nn.Linear, nn.Conv1d)) or supports_conv_transpose(module)
 
 
 def conv1d_columns(conv: nn.Conv1d, x: Tensor) -> Tensor:
@@ -104,6 +107,8 @@ def layer_columns(module: nn.Module, x: Tensor) -> Tensor:
     """A layer's input as columns of X, [groups, D, N] (groups = 1 except for grouped convs)."""
     if isinstance(module, nn.Conv1d):
         return conv1d_columns(module, x)
+    if isinstance(module, nn.ConvTranspose1d):
+        return polyphase_columns(module, x)
     return x.reshape(-1, x.shape[-1]).T.unsqueeze(0)
 
 
@@ -148,7 +153,8 @@ def collect_hessians(
     for name, module in modules.items():
         if not supports(module):
             raise ConfigError(
-                f"layer {name!r} is a {type(module).__name__}: only Linear and Conv1d are supported"
+                f"layer {name!r} is a {type(module).__name__}: only Linear, Conv1d and plain "
+                "ConvTranspose1d are supported"
             )
     stats: dict[str, HessianStats] = {}
     handles = []

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from speechkit.errors import ConfigError
+from speechkit_export.quant.conv_transpose import from_polyphase
 
 MIN_BITS = 2
 MAX_BITS = 8
@@ -67,7 +68,10 @@ class QuantizedWeight:
         zero: float32 [R, G], zero point in code units (see the module docstring).
         bits: bits per code, 2..8.
         group_size: columns per group along D (``D`` itself for per-channel quantisation).
-        shape: the original weight shape (product of its trailing dims is D).
+        shape: the original weight shape (product of its trailing dims is D); for a ConvTranspose1d
+            the shape of its polyphase matrix [C_out * s, C_in, K / s] (``quant.conv_transpose``).
+        conv_transpose_stride: set (to the stride s) when the weight is that polyphase matrix;
+            :meth:`layer_weight` then rebuilds the layer's [C_in, C_out, K] layout.
 
     Example:
         >>> import torch
@@ -84,6 +88,7 @@ class QuantizedWeight:
     bits: int
     group_size: int
     shape: tuple[int, ...]
+    conv_transpose_stride: int | None = None
 
     def __post_init__(self) -> None:
         check_bits(self.bits)
@@ -119,6 +124,12 @@ class QuantizedWeight:
     def dequantize(self) -> Tensor:
         """The dequantised weight in its original shape, float32."""
         return self.dequantize_matrix().reshape(self.shape)
+
+    def layer_weight(self) -> Tensor:
+        """The dequantised weight in the layer's own layout (``dequantize()`` except for a ConvTranspose1d)."""
+        if self.conv_transpose_stride is None:
+            return self.dequantize()
+        return from_polyphase(self.dequantize(), self.conv_transpose_stride)
 
 
 def from_offset_form(
