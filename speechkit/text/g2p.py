@@ -7,8 +7,14 @@ trained letter-to-sound model.
 3. Possessives and contractions CMUdict lacks: ``'s`` after a known word adds ``IH0 Z`` after a
    sibilant, ``S`` after another voiceless consonant, ``Z`` otherwise; ``s'`` and a leading or
    trailing apostrophe are read without it; other apostrophes are dropped before the next step.
-4. Anything else goes to :class:`~speechkit.text.lts.LetterToSound` (held-out CMUdict phoneme error
-   rate stored in the model file, about 14% with stress; see ``tests/text/test_lts.py``).
+4. Anything else goes to :class:`~speechkit.text.lts.LetterToSound`, trained on CMUdict (its
+   phoneme error rate on held-out CMUdict words, stress included, is stored in the model file as
+   ``held_out_per``, about 13%; ``tests/text/test_g2p.py`` measures it through this class). Before
+   the model sees a word, runs of three or more identical letters shrink to two (``soooo``), and a
+   word longer than :data:`MAX_LTS_LETTERS` letters is read in pieces of that length. When the model
+   gives no vowel at all, a word with vowel letters is predicted again as its leading consonants
+   plus the rest (``blorft`` -> ``bl`` + ``orft``), and a word without vowel letters (``xkcd``) or
+   still without a vowel is spelled letter by letter.
 
 Hyphenated words are split by the frontend, which keeps the hyphen as a mark.
 
@@ -28,6 +34,9 @@ from speechkit.text.vocabulary import LETTER_NAMES
 
 _SIBILANTS = frozenset({"S", "Z", "SH", "ZH", "CH", "JH"})
 _VOICELESS = frozenset({"P", "T", "K", "F", "TH"})
+#: The longest run of letters the letter-to-sound model reads at once (no English word is longer).
+MAX_LTS_LETTERS = 30
+_VOWEL_PHONEME = re.compile(r"^[A-Z]{2}[012]$")
 _WORD = re.compile(r"^'?[A-Za-z]+(?:'[A-Za-z]+)*'?$")
 
 
@@ -113,7 +122,22 @@ class GraphemeToPhoneme:
         letters = word.replace("'", "")
         if letters != word and letters in self.lexicon:
             return list(self.lexicon[letters])
+        letters = re.sub(r"(.)\1{2,}", r"\1\1", letters)
+        pieces = [letters[i : i + MAX_LTS_LETTERS] for i in range(0, len(letters), MAX_LTS_LETTERS)]
+        return [p for piece in pieces for p in self._letter_to_sound(piece)]
+
+    def _letter_to_sound(self, letters: str) -> list[str]:
         predicted = self.lts.predict(letters)
-        if not predicted:  # the model keeps every letter silent: spell the word instead
-            predicted = [p for c in letters.upper() for p in LETTER_NAMES[c]]
-        return predicted
+        if _has_vowel(predicted):
+            return predicted
+        onset = re.match(r"[^aeiouy]*", letters).group(0)
+        if 0 < len(onset) < len(letters):  # "blorft": the vowel lost in a rare context
+            consonants = [p for p in self.lts.predict(onset) if not _VOWEL_PHONEME.match(p)]
+            repaired = consonants + self.lts.predict(letters[len(onset) :])
+            if _has_vowel(repaired):
+                return repaired
+        return [p for c in letters.upper() for p in LETTER_NAMES[c]]  # "xkcd": spell it
+
+
+def _has_vowel(phonemes: list[str]) -> bool:
+    return any(_VOWEL_PHONEME.match(p) for p in phonemes)

@@ -44,7 +44,8 @@ def split_sentences(text: str, max_chars: int = DEFAULT_MAX_CHARS) -> list[str]:
     text = re.sub(r"\s+", " ", text).strip()
     sentences, start = [], 0
     for m in _BOUNDARY.finditer(text):
-        if m.group(1) and m.group(1) == "." and _is_abbreviation(text[: m.start()]):
+        # only the word before the dot matters: look back a little, not over the whole text
+        if m.group(1) == "." and _is_abbreviation(text[max(start, m.start() - 40) : m.start()]):
             continue
         end = m.start(3) if m.group(3) else m.end()
         sentences.append(text[start:end].strip())

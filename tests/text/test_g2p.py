@@ -91,3 +91,16 @@ def test_oov_fallback_phoneme_error_rate_on_held_out_cmudict_words():
     assert per < MAX_HELD_OUT_PER
     assert per == pytest.approx(default_lts().held_out_per, abs=2e-3)
     assert DEFAULT_MODEL_PATH.stat().st_size < 2 * 1024 * 1024
+
+
+@pytest.mark.parametrize("word", ["blorft", "browe", "chirps", "zorbington"])
+def test_oov_words_always_get_a_vowel(g2p, word):
+    assert any(p[-1] in "012" for p in g2p(word))
+
+
+def test_repeated_letters_and_overlong_words(g2p):
+    assert g2p("soooooooo") == g2p("soo")
+    long_word = "abcdefghij" * 100
+    phonemes = g2p(long_word)
+    assert phonemes and all(p in PHONEMES for p in phonemes)
+    assert len(phonemes) < 3 * len(long_word)

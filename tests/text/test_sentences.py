@@ -47,3 +47,13 @@ def test_long_sentences_are_cut_at_commas_then_words():
 def test_rejects_tiny_max_chars():
     with pytest.raises(ValueError):
         split_sentences("hello", max_chars=3)
+
+
+def test_long_text_splits_in_linear_time():
+    import time
+
+    text = "Dr. Smith paid $3.50 on March 3, 2021 at 7:30 pm, e.g. for 1,234 widgets. " * 3000
+    start = time.perf_counter()
+    sentences = split_sentences(text)
+    assert len(sentences) == 3000 and sentences[0].startswith("Dr. Smith paid")
+    assert time.perf_counter() - start < 2.0
