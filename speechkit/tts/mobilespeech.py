@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -323,7 +324,7 @@ class MobileSpeech(nn.Module):
 
     def voice_from_tokens(self, tokens) -> Tensor:
         """A prompt's codec Tokens -> the voice this model conditions on: prompt codes [1, K, P]."""
-        codes = torch.from_numpy(tokens.codes[:, : self.config.num_codebooks]).long()
+        codes = torch.from_numpy(np.array(tokens.codes[:, : self.config.num_codebooks])).long()
         return codes[:, :, : self.config.default_prompt_frames]
 
     def default_voice(self) -> Tensor:
