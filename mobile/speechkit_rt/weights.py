@@ -2,7 +2,7 @@
 
 ONNX has no 2- or 3-bit tensor type, so a bundle quantised with RTN / GPTQ / decoupleQ ships each
 quantised weight as integer codes packed into bytes plus a float scale and zero point per group (and
-its other float tensors of >= 1024 values, such as codebooks and the transposed conv, as float16;
+its other float tensors of >= 1024 values, such as codebooks and depthwise convs, as float16;
 the fixed STFT bases are derived initializers, :mod:`speechkit_rt.derived`), and its ``.onnx`` file
 keeps only a reference to those initializers (ONNX external data with a ``location`` no bundle
 contains). :func:`materialize` dequantises them and hands them to
