@@ -29,40 +29,23 @@ import re
 from dataclasses import dataclass, field
 
 from speechkit.text import numbers
+from speechkit.text.number_forms import end_dot, read_currency, read_dates, read_numbers, read_times
 from speechkit.text.unicode_fold import fold_unicode
 from speechkit.text.vocabulary import (
     ABBREVIATIONS,
-    CURRENCIES,
     DOTTED,
-    MONTH_ABBREVIATIONS,
-    MONTHS,
     PAUSE_MARKS,
     REGNAL_NAMES,
     ROMAN_COUNTERS,
-    SCALE_WORDS,
     SILENT_MARKS,
     SYMBOL_WORDS,
     TITLES,
-    UNITS,
-    YEAR_CUES,
 )
 
 logger = logging.getLogger(__name__)
 
 KEPT_MARKS = ",.?!;:-"
-_NUMBER = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+"
-_MONTH_NAMES = "|".join(sorted(set(MONTHS[1:]) | set(MONTH_ABBREVIATIONS), key=len, reverse=True))
-_SCALE_SUFFIXES = {
-    "k": "thousand",
-    "K": "thousand",
-    "m": "million",
-    "M": "million",
-    "bn": "billion",
-    "B": "billion",
-}
-_FRACTIONS = {2: ("half", "halves"), 4: ("quarter", "quarters")}
 _KEPT_APOSTROPHE = "\x00"  # marks an apostrophe CMUdict spells, while quotes are removed
-_UNIT_NAMES = "|".join(re.escape(u) for u in sorted(UNITS, key=len, reverse=True))
 
 
 @dataclass(frozen=True)
@@ -118,22 +101,12 @@ def _dotted(text: str) -> str:
         text = re.sub(rf"(?<![\w.]){re.escape(short)}(?=[\s,;:!?)\"']|$)", f" {long} ", text, flags=re.I)
     # a.m. / p.m. first, then dotted acronyms such as U.S.A. -> spelled letters
     text = re.sub(
-        r"\b([ap])\.m\.(?=\s|$|[,;:!?])", lambda m: f" {m.group(1).upper()} M{_end_dot(m)} ", text, flags=re.I
+        r"\b([ap])\.m\.(?=\s|$|[,;:!?])", lambda m: f" {m.group(1).upper()} M{end_dot(m)} ", text, flags=re.I
     )
     text = re.sub(
         r"\b((?:[A-Za-z]\.){2,})", lambda m: " " + " ".join(m.group(1).upper().split(".")) + " ", text
     )
     return text
-
-
-def _ends_sentence(after: str) -> bool:
-    """Whether an abbreviation's dot, followed by ``after``, also ends the sentence."""
-    return not after.strip() or re.match(r"\s+[A-Z\"']", after) is not None
-
-
-def _end_dot(m: re.Match) -> str:
-    """``"."`` when the match ends in a dot that also ends the sentence, else nothing."""
-    return "." if m.group(0).endswith(".") and _ends_sentence(m.string[m.end() :]) else ""
 
 
 def _abbreviations(text: str) -> str:
@@ -147,12 +120,12 @@ def _abbreviations(text: str) -> str:
     text = re.sub(r"\b([A-Z][a-z]+) St\.(\s+[a-z,;:!?]|\s*$)", street, text)
     text = re.sub(r"\b(" + "|".join(TITLES) + r")\.(?=\s+[A-Z])", title, text, flags=re.I)
     # a title's dot before anything but a name: "Main St." is a street, "King Dr." a drive
-    text = re.sub(r"\b(St|Dr)\.", lambda m: {"St": "street", "Dr": "drive"}[m.group(1)] + _end_dot(m), text)
+    text = re.sub(r"\b(St|Dr)\.", lambda m: {"St": "street", "Dr": "drive"}[m.group(1)] + end_dot(m), text)
     text = re.sub(r"\b(" + "|".join(TITLES) + r")\.(?=\s)", title, text, flags=re.I)
 
     def abbreviation(m: re.Match) -> str:
         word = ABBREVIATIONS[m.group(1).lower()]
-        return word + _end_dot(m)
+        return word + end_dot(m)
 
     pattern = r"\b(" + "|".join(ABBREVIATIONS) + r")\."
     # "No. 5" is "number five"; "no." before anything else is the word "no" ending a sentence.
@@ -165,204 +138,12 @@ def _keep_no(m: re.Match, expand) -> str:
     return expand(m)
 
 
-# --- money, times, dates ------------------------------------------------------------------------------
-
-
-def _plain(number: str) -> str:
-    return number.replace(",", "")
-
-
-def _currency(text: str) -> str:
-    symbols = "".join(re.escape(s) for s in CURRENCIES)
-    scales = "|".join(SCALE_WORDS + tuple(_SCALE_SUFFIXES))
-    pattern = rf"(-)?([{symbols}])\s?({_NUMBER})(?:\s?({scales})\b)?"
-
-    def read(m: re.Match) -> str:
-        sign = "minus " if m.group(1) else ""
-        one, many, cent, cents = CURRENCIES[m.group(2)]
-        amount, scale = _plain(m.group(3)), _SCALE_SUFFIXES.get(m.group(4), m.group(4))
-        if scale:
-            return f" {sign}{numbers.decimal(amount)} {scale} {many} "
-        whole, _, fraction = amount.partition(".")
-        whole_value = int(whole or "0")
-        if len(fraction) != 2:
-            unit = one if amount == "1" else many
-            return f" {sign}{numbers.decimal(amount)} {unit} "
-        minor = int(fraction)
-        parts = []
-        if whole_value or not minor:
-            parts.append(f"{numbers.integer(whole or '0')} {one if whole_value == 1 else many}")
-        if minor:
-            parts.append(f"{numbers.cardinal(minor)} {cent if minor == 1 else cents}")
-        return f" {sign}{' '.join(parts)} "
-
-    return re.sub(pattern, read, text)
-
-
-def _times(text: str) -> str:
-    def clock(hour: int, minute: int) -> str:
-        if minute == 0:
-            return f"{numbers.cardinal(hour)} o'clock"
-        spoken = numbers.cardinal(minute) if minute >= 10 else f"oh {numbers.cardinal(minute)}"
-        return f"{numbers.cardinal(hour)} {spoken}"
-
-    def read(m: re.Match) -> str:
-        hour, minute = int(m.group(1)), int(m.group(2))
-        if hour > 24 or minute > 59:
-            return m.group(0)
-        meridiem = m.group(3)
-        if meridiem:
-            said = numbers.cardinal(hour) if minute == 0 else clock(hour, minute)
-            return f" {said} {meridiem[0].upper()} M{_end_dot(m)} "
-        return f" {clock(hour, minute)} "
-
-    text = re.sub(r"\b(\d{1,2}):(\d{2})(?:\s*([ap])\.?m\b\.?)?", read, text, flags=re.I)
-    return re.sub(
-        r"\b(\d{1,2})\s*([ap])\.?m\b\.?",
-        lambda m: f" {numbers.cardinal(int(m.group(1)))} {m.group(2).upper()} M{_end_dot(m)} ",
-        text,
-        flags=re.I,
-    )
-
-
-def _date(month: int, day: int, year: str | None) -> str:
-    spoken = f"{MONTHS[month]} {numbers.ordinal(day)}"
-    return f" {spoken} {numbers.year(int(year))} " if year else f" {spoken} "
-
-
-def _dates(text: str) -> str:
-    def iso(m: re.Match) -> str:
-        y, mo, d = int(m.group(1)), int(m.group(2)), int(m.group(3))
-        return _date(mo, d, str(y)) if 1 <= mo <= 12 and 1 <= d <= 31 else m.group(0)
-
-    def slashed(m: re.Match) -> str:
-        mo, d, y = int(m.group(1)), int(m.group(2)), m.group(3)
-        if len(y) == 2:
-            y = str(2000 + int(y) if int(y) < 50 else 1900 + int(y))
-        return _date(mo, d, y) if 1 <= mo <= 12 and 1 <= d <= 31 else m.group(0)
-
-    def month_first(m: re.Match) -> str:
-        month = _month_number(m.group(1))
-        day = int(m.group(2))
-        if not 1 <= day <= 31:
-            return m.group(0)
-        year = f"{m.group(3)} {numbers.year(int(m.group(4)))}" if m.group(4) else ""
-        return f" {MONTHS[month]} {numbers.ordinal(day)}{year} "
-
-    def day_first(m: re.Match) -> str:
-        day, month = int(m.group(1)), _month_number(m.group(2))
-        if not 1 <= day <= 31:
-            return m.group(0)
-        year = f" {numbers.year(int(m.group(3)))}" if m.group(3) else ""
-        return f" the {numbers.ordinal(day)} of {MONTHS[month]}{year} "
-
-    text = re.sub(r"\b(\d{4})-(\d{2})-(\d{2})\b", iso, text)
-    text = re.sub(r"\b(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})\b", slashed, text)
-    month = rf"\b({_MONTH_NAMES})\.?"
-    text = re.sub(
-        rf"{month}\s+(\d{{1,2}})(?:st|nd|rd|th)?\b(?:(,?\s*)(\d{{4}})\b)?", month_first, text, flags=re.I
-    )
-    return re.sub(
-        rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+{month}(?:,?\s+(\d{{4}})\b)?", day_first, text, flags=re.I
-    )
-
-
-def _month_number(name: str) -> int:
-    name = name.lower().rstrip(".")
-    return MONTHS.index(MONTH_ABBREVIATIONS.get(name, name))
-
-
-# --- numbers ------------------------------------------------------------------------------------------
-
-
-def _numbers(text: str) -> str:
-    text = re.sub(
-        r"\b(\d+)(st|nd|rd|th)\b-?", lambda m: f" {numbers.ordinal(int(m.group(1)))} ", text, flags=re.I
-    )
-    text = re.sub(rf"(?<![\w.])(-?)({_NUMBER})\s?%", lambda m: f" {_signed(m)} percent ", text)
-    text = re.sub(rf"(?<![\w.])(-?)({_NUMBER})\s?({_UNIT_NAMES})(?![\w/])", _unit, text)
-    text = re.sub(r"\b(1\d|20)(\d)0s\b", _decade, text)
-    text = re.sub(
-        r"(?<!\w)'(\d)0s\b", lambda m: " " + _plural(numbers.cardinal(int(m.group(1)) * 10)) + " ", text
-    )
-    cues = "|".join(YEAR_CUES)
-    text = re.sub(
-        rf"\b({cues})\s+(\d{{4}})\b(?![.,]\d)",
-        lambda m: f"{m.group(1)} {numbers.year(int(m.group(2)))}",
-        text,
-        flags=re.I,
-    )
-    text = re.sub(r"#\s?(\d)", r" number \1", text)
-    text = re.sub(
-        r"\b\d+(?:\.\d+){2,}\b",
-        lambda m: " " + " point ".join(map(numbers.integer, m.group(0).split("."))) + " ",
-        text,
-    )
-    text = re.sub(r"\b(?:\d{3}-)?\d{3}-\d{4}\b", _phone, text)
-    text = re.sub(r"(?<=[A-Za-z])-(?=\d)|(?<=\d)-(?=[A-Za-z])", " ", text)  # COVID-19, 3rd-place
-    text = re.sub(r"\b(\d{1,4})\s?-\s?(\d{1,4})\b", _range, text)
-    text = re.sub(r"(?<![\d/])(\d{1,3})/(\d{1,2})(?![\d/])", _fraction, text)
-    text = re.sub(r"(\d)/(\d)", r"\1 slash \2", text)
-    text = re.sub(r"(?<=\w)\^(?=-?\d)", " to the power of ", text)
-    text = re.sub(r"(?<=[A-Za-z])(?=\d)|(?<=\d)(?=[A-Za-z])", " ", text)  # MP3 -> MP 3, 3D -> 3 D
-    return re.sub(rf"(?:(?<=[\s(\[\"])|^)(-)?({_NUMBER})|({_NUMBER})", _number, text)
-
-
-def _phone(m: re.Match) -> str:
-    return " " + ", ".join(numbers.digits(group) for group in m.group(0).split("-")) + ", "
-
-
-def _fraction(m: re.Match) -> str:
-    numerator, denominator = int(m.group(1)), int(m.group(2))
-    if not 2 <= denominator <= 10 or numerator == 0:
-        return f" {numbers.cardinal(numerator)} over {numbers.cardinal(denominator)} "
-    one, many = _FRACTIONS.get(
-        denominator, (numbers.ordinal(denominator), numbers.ordinal(denominator) + "s")
-    )
-    return f" {numbers.cardinal(numerator)} {one if numerator == 1 else many} "
-
-
-def _signed(m: re.Match) -> str:
-    return numbers.decimal(("-" if m.group(1) else "") + _plain(m.group(2)))
-
-
-def _unit(m: re.Match) -> str:
-    one, many = UNITS[m.group(3)]
-    amount = _plain(m.group(2))
-    return f" {_signed(m)} {one if amount == '1' and not m.group(1) else many} "
-
-
-def _decade(m: re.Match) -> str:
-    century, tens = m.group(1), int(m.group(2))
-    if century == "20" and tens == 0:
-        return " two thousands "
-    decade = numbers.cardinal(tens * 10)
-    return f" {numbers.cardinal(int(century))} {_plural(decade)} "
-
-
-def _plural(words: str) -> str:
-    last = words.split()[-1]
-    plural = last[:-1] + "ies" if last.endswith("y") else last + "s"
-    return " ".join(words.split()[:-1] + [plural])
-
-
-def _range(m: re.Match) -> str:
-    low, high = m.group(1), m.group(2)
-    if len(low) == 4 and len(high) == 4:
-        return f" {numbers.year(int(low))} to {numbers.year(int(high))} "
-    return f" {numbers.integer(low)} to {numbers.integer(high)} "
-
-
-def _number(m: re.Match) -> str:
-    if m.group(3) is not None:
-        return f" {numbers.decimal(_plain(m.group(3)))} "
-    return f" {numbers.decimal(('-' if m.group(1) else '') + _plain(m.group(2)))} "
-
-
 # --- words --------------------------------------------------------------------------------------------
 
 
 def _symbols(text: str) -> str:
+    text = re.sub(r"\bhttps?://", " ", text, flags=re.I)
+    text = re.sub(r"\bwww\.", " W W W dot ", text, flags=re.I)
     text = re.sub(
         r"\b([A-Z]{1,3})&([A-Z]{1,3})\b",
         lambda m: f" {' '.join(m.group(1))} and {' '.join(m.group(2))} ",
@@ -408,6 +189,7 @@ def _acronyms(text: str) -> str:
         spelled = " ".join(word)
         return spelled + ("'s" if plural else "")
 
+    text = re.sub(r"\b([B-HJ-NP-TV-Z])s\b", r"\1's", text)  # "more Qs": plural of a letter
     text = re.sub(r"\bWW(I{1,2})\b", lambda m: f"world war {numbers.cardinal(len(m.group(1)))}", text)
     return re.sub(r"\b([A-Z]{2,})(s)?\b", read, text)
 
@@ -423,7 +205,17 @@ def _pronounceable_acronym(word: str) -> bool:
     )
 
 
-_REWRITES = (_dotted, _abbreviations, _currency, _times, _dates, _numbers, _symbols, _roman, _acronyms)
+_REWRITES = (
+    _dotted,
+    _abbreviations,
+    read_currency,
+    read_times,
+    read_dates,
+    read_numbers,
+    _symbols,
+    _roman,
+    _acronyms,
+)
 
 
 # --- marks and case -----------------------------------------------------------------------------------

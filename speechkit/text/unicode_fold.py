@@ -3,7 +3,7 @@
 Typographic marks are mapped (curly quotes to straight ones, dashes, the ellipsis, non-breaking and
 other spaces, the minus sign), ligatures and accented letters are decomposed with NFKD and their
 accents removed (``café`` -> ``cafe``), a few letters NFKD leaves alone are spelled out (``ß`` ->
-``ss``, ``ø`` -> ``o``). Characters left outside printable ASCII (``漢``, emoji, ``©``) are dropped,
+``ss``, ``ø`` -> ``o``), Greek letters become their names (``π`` -> ``pi``). Characters left outside printable ASCII (``漢``, emoji, ``©``) are dropped,
 logged once per call at WARNING level and returned, so a caller can tell that something was not read.
 
 Example:
@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import re
 import unicodedata
 from dataclasses import dataclass, field
 
@@ -67,6 +68,10 @@ def fold_unicode(text: str) -> FoldedText:
             continue
         if char.isspace():
             out.append(" ")
+            continue
+        greek = re.match(r"GREEK (?:SMALL|CAPITAL) LETTER (?:FINAL )?([A-Z]+)$", unicodedata.name(char, ""))
+        if greek:  # a Greek letter is read by its name: alpha, beta, pi
+            out.append(f" {greek.group(1).lower()} ")
             continue
         for piece in unicodedata.normalize("NFKD", char):
             piece = _CHAR_MAP.get(piece, piece)

@@ -51,6 +51,23 @@ CASES = [
     ("Ph.D. students on King Dr.", "P H D students on king drive."),
     ("$20k or $3bn", "twenty thousand dollars or three billion dollars"),
     ("x^2", "x to the power of two"),
+    (
+        "From 1999-2001, 5-10 km, 5-10%, $5-10",
+        "from nineteen ninety nine to two thousand one, five to ten kilometers, five to ten percent, five to ten dollars",
+    ),
+    ("at 5:30:15 or 3-4pm", "at five thirty and fifteen seconds or three to four P M"),
+    ("\u03b1 and \u03c0", "alpha and pi"),
+    (
+        "1984 was fine. 1500 came to page 1234",
+        "nineteen eighty four was fine. fifteen hundred came to page one thousand two hundred thirty four",
+    ),
+    (
+        "the 4th of July, 1776 and 4 July 1776",
+        "the fourth of july, seventeen seventy six and the fourth of july seventeen seventy six",
+    ),
+    ("the 90's, 1980s and 1900s", "the nineties, nineteen eighties and nineteen hundreds"),
+    ("2 * 3, 2x3, 24/7, 50/50", "two times three, two times three, twenty four seven, fifty fifty"),
+    ("see https://example.com or www.x.org", "see example dot com or W W W dot x dot org"),
 ]
 
 
