@@ -8,7 +8,8 @@ abbreviations (``Dr.``, ``etc.``), currency (``$3.50``, ``$1.2 million``), times
 (``March 3, 2021``, ``3/14/2015``, ``2021-03-03``), ordinals (``22nd``), percentages, numbers with
 units (``5 km``), decades (``1990s``), years after a cue word (``in 1984``), number ranges (``5-10``),
 remaining numbers (``-1,234.5``), symbols (``&``, ``+``, ``@``, ``#``), roman numerals where safe
-(``Chapter IV``, ``Henry VIII``) and all-caps acronyms that CMUdict does not hold.
+(``Chapter IV``, ``Henry VIII``) and all-caps acronyms that CMUdict does not hold (spelled; a
+spelled capital ``I`` is written ``i``, which reads the same).
 
 Marks are mapped onto the kept seven: brackets and ``|`` become ``,``; an ellipsis becomes ``,``
 (``.`` at the very end); spaced hyphens and dashes become ``,``; a run of marks collapses to one;
@@ -195,14 +196,13 @@ def _acronyms(text: str) -> str:
 
 
 def _pronounceable_acronym(word: str) -> bool:
-    """Whether an all-caps word CMUdict lacks reads as a word (COVID, UNICEF) rather than letters (HTML).
+    """Whether an all-caps word CMUdict lacks is read as a word (``COVID``) rather than spelled.
 
-    Four letters or more, at least one vowel, and no run of three consonants or of three vowels.
+    Only five letters or more that strictly alternate single consonants and single vowels: most
+    pronounceable acronyms (NATO, UNICEF, FIFA) are in CMUdict anyway, and spelling is the safe
+    reading of the rest (ACLU, GDPR, NAACP).
     """
-    return (
-        len(word) >= 4
-        and re.fullmatch(r"[^AEIOU]{0,2}(?:[AEIOU]{1,2}[^AEIOU]{1,2})*[AEIOU]{0,2}", word) is not None
-    )
+    return len(word) >= 5 and re.fullmatch(r"[^AEIOU]?(?:[AEIOU][^AEIOU])+[AEIOU]?", word) is not None
 
 
 _REWRITES = (
