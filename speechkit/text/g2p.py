@@ -36,6 +36,7 @@ _SIBILANTS = frozenset({"S", "Z", "SH", "ZH", "CH", "JH"})
 _VOICELESS = frozenset({"P", "T", "K", "F", "TH"})
 #: The longest run of letters the letter-to-sound model reads at once (no English word is longer).
 MAX_LTS_LETTERS = 30
+_CACHE_SIZE = 100_000
 _VOWEL_PHONEME = re.compile(r"^[A-Z]{2}[012]$")
 _WORD = re.compile(r"^'?[A-Za-z]+(?:'[A-Za-z]+)*'?$")
 
@@ -101,6 +102,8 @@ class GraphemeToPhoneme:
             raise ValueError(f"not a word of letters and apostrophes: {word!r}")
         cached = self._cache.get(word)
         if cached is None:
+            if len(self._cache) >= _CACHE_SIZE:  # a stream of unique words must not grow memory forever
+                self._cache.clear()
             cached = self._cache[word] = self._convert(word)
         return list(cached)
 
