@@ -3,8 +3,10 @@
 Typographic marks are mapped (curly quotes to straight ones, dashes, the ellipsis, non-breaking and
 other spaces, the minus sign), ligatures and accented letters are decomposed with NFKD and their
 accents removed (``café`` -> ``cafe``), a few letters NFKD leaves alone are spelled out (``ß`` ->
-``ss``, ``ø`` -> ``o``), Greek letters become their names (``π`` -> ``pi``). Characters left outside printable ASCII (``漢``, emoji, ``©``) are dropped,
-logged once per call at WARNING level and returned, so a caller can tell that something was not read.
+``ss``, ``ø`` -> ``o``), Greek letters become their names (``π`` -> ``pi``) and decimal digits of
+any script become ASCII digits (``٣`` -> ``3``). Characters left outside printable ASCII (``漢``,
+emoji, ``©``) are dropped, logged once per call at WARNING level and returned, so a caller can tell
+that something was not read.
 
 Example:
     >>> folded = fold_unicode("“Café” — naïve… 漢")
@@ -68,6 +70,9 @@ def fold_unicode(text: str) -> FoldedText:
             continue
         if char.isspace():
             out.append(" ")
+            continue
+        if unicodedata.category(char) == "Nd" and not char.isascii():  # Arabic-Indic, Devanagari ... digits
+            out.append(str(unicodedata.decimal(char)))
             continue
         greek = re.match(r"GREEK (?:SMALL|CAPITAL) LETTER (?:FINAL )?([A-Z]+)$", unicodedata.name(char, ""))
         if greek:  # a Greek letter is read by its name: alpha, beta, pi

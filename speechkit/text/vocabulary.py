@@ -9,7 +9,7 @@ from __future__ import annotations
 
 #: Abbreviations read before a name; their dot never ends a sentence.
 TITLES = {
-    "mr": "mister", "mrs": "missus", "ms": "miss", "dr": "doctor", "prof": "professor", "st": "saint",
+    "mr": "mister", "mrs": "missus", "ms": "ms", "dr": "doctor", "prof": "professor", "st": "saint",
     "mt": "mount", "gen": "general", "gov": "governor", "sen": "senator", "rep": "representative",
     "capt": "captain", "lt": "lieutenant", "col": "colonel", "sgt": "sergeant", "rev": "reverend",
     "fr": "father", "hon": "honorable",
