@@ -185,6 +185,8 @@ def _acronyms(text: str) -> str:
             return word
         if plural and (word + "s").lower() in lexicon:
             return word + "s"
+        if plural and word.lower() in lexicon:  # GOTOs: the plural of a dictionary word
+            return word.lower() + "'s"
         if _pronounceable_acronym(word):
             return word.lower() + ("'s" if plural else "")
         spelled = " ".join(word)

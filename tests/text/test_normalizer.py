@@ -49,6 +49,7 @@ CASES = [
     ("COVID-19 and 3rd-place", "covid nineteen and third place"),
     ("XKCD or WWII", "X K C D or world war two"),
     ("Ms. Lee has \u0663 or \uff14\uff12 cats", "ms lee has three or forty two cats"),
+    ("GOTOs and ROMs", "goto's and roms"),
     ("the ACLU, GDPR and NIMH", "the A C L U, G D P R and N i M H"),
     ("Ph.D. students on King Dr.", "P H D students on king drive."),
     ("$20k or $3bn", "twenty thousand dollars or three billion dollars"),
