@@ -8,6 +8,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
+	$(VENV)/bin/speechkit synthesize "Hello! This voice was trained from scratch on a two-core machine." -o out/hello.wav
 	$(VENV)/bin/speechkit demo -o out
 
 test: setup
