@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from speechkit.checkpoint import load_model, save_checkpoint
+from speechkit.checkpoint import save_checkpoint
 from speechkit.errors import DataError
 from speechkit.train.ledger import read_ledger, summarize_ledger
-from speechkit.train.recipes.codec_training import PREVIOUS_LEDGER, combined_ledger
+from speechkit.train.recipes.codec_training import combined_ledger, continue_from_checkpoint
 from speechkit.train.token_corpus import read_token_index, read_token_split
 from speechkit.train.train_config import TrainConfig
 from speechkit.train.train_state import find_training_state
@@ -60,12 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_model(args: argparse.Namespace, index: dict) -> MobileSpeech:
     if args.init_from and find_training_state(args.run_dir) is None:
-        model = load_model(Path(args.init_from)).train()
-        run_dir = Path(args.run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        previous = Path(args.init_from) / LEDGER_FILE
-        (run_dir / PREVIOUS_LEDGER).write_text(previous.read_text() if previous.exists() else "")
-        return model
+        return continue_from_checkpoint(Path(args.init_from), Path(args.run_dir))
     overrides = json.loads(Path(args.config).read_text()) if args.config else {}
     config = MobileSpeechConfig(
         codec=index["codec"],
