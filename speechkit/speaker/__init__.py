@@ -1,0 +1,1 @@
+"""Speaker models and diarization: speaker embeddings, RTTM files and the diarization error rate."""
