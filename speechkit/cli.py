@@ -5,6 +5,8 @@
     speechkit decode IN.sktk -o OUT.wav
     speechkit synthesize TEXT -o OUT.wav   text to speech (--prompt REF.wav clones a voice, --model)
     speechkit transcribe IN.wav      speech to text (--format txt|json|srt, --stream, --model)
+    speechkit embed IN.wav           speaker embedding; ``verify A.wav B.wav`` same speaker or not
+    speechkit diarize IN.wav         who spoke when (--format rttm|json, --speakers N, --stream)
     speechkit models                 list shipped checkpoints (name, task, size, headline metrics)
     speechkit data speech|music|noise   build the offline corpora
     speechkit train RECIPE ...       run a training recipe (single process or under torchrun)
@@ -245,9 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(func=_cmd_models)
 
     from speechkit.data.cli import register as register_data
+    from speechkit.speaker.cli import register as register_speaker
     from speechkit.train.cli import register as register_train
     from speechkit_export.cli import register as register_export
 
+    register_speaker(sub)
     register_data(sub)
     register_train(sub)
     register_export(sub)

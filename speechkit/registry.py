@@ -30,6 +30,7 @@ MODEL_CLASSES: dict[str, str] = {
     "fbd_ar_tts": "speechkit.tts.ar_tts:ForwardBackwardTTS",
     "ebranchformer_asr": "speechkit.asr.model:EBranchformerASR",
     "speech2c_pretrain": "speechkit.asr.speech2c:Speech2CPretrainer",
+    "ecapa_tdnn": "speechkit.speaker.ecapa:ECAPATDNN",
 }
 
 

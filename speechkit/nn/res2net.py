@@ -113,12 +113,15 @@ class Res2NetConv(nn.Module):
         width = channels // scale
         self.blocks = nn.ModuleList(TDNNBlock(width, width, kernel_size, dilation) for _ in range(scale - 1))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         groups = x.chunk(self.scale, dim=1)
         outputs = [groups[0]]
         previous = None
+        valid = None if mask is None else mask[:, None, :].to(x.dtype)
         for group, block in zip(groups[1:], self.blocks, strict=True):
             previous = block(group if previous is None else group + previous)
+            if valid is not None:  # padding stays zero, as an unpadded item's conv padding is
+                previous = previous * valid
             outputs.append(previous)
         return torch.cat(outputs, dim=1)
 
@@ -161,7 +164,11 @@ class SERes2NetBlock(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         residual = x if self.shortcut is None else self.shortcut(x)
-        y = self.tdnn2(self.res2net(self.tdnn1(x)))
+        if mask is None:
+            y = self.tdnn2(self.res2net(self.tdnn1(x)))
+        else:  # padded frames are zeroed between layers, so they never reach valid ones
+            valid = mask[:, None, :].to(x.dtype)
+            y = self.tdnn2(self.res2net(self.tdnn1(x) * valid, mask)) * valid
         return self.se(y, mask) + residual
 
 

@@ -47,14 +47,24 @@ class ASRAugmentation:
     rir_prob: float = 0.2
 
     @classmethod
-    def from_noise_corpus(cls, folder: str | Path, sample_rate: int = 16000, split: str = "train") -> ASRAugmentation:
+    def from_noise_corpus(
+        cls, folder: str | Path, sample_rate: int = 16000, split: str = "train"
+    ) -> ASRAugmentation:
         """Noise clips and RIRs of ``speechkit data noise`` (an absent folder gives speed perturbation only)."""
         folder = Path(folder)
         noises, rirs = [], []
         if (folder / "noise.jsonl").exists():
-            noises = [_read_mono(c.path, sample_rate) for c in read_manifest(folder / "noise.jsonl") if c.split == split]
+            noises = [
+                _read_mono(c.path, sample_rate)
+                for c in read_manifest(folder / "noise.jsonl")
+                if c.split == split
+            ]
         if (folder / "rir.jsonl").exists():
-            rirs = [_read_mono(c.path, sample_rate) for c in read_manifest(folder / "rir.jsonl") if c.split == split]
+            rirs = [
+                _read_mono(c.path, sample_rate)
+                for c in read_manifest(folder / "rir.jsonl")
+                if c.split == split
+            ]
         if not noises:
             logger.warning("no noise corpus in %s: training without noise/RIR augmentation", folder)
         return cls(sample_rate, noises=tuple(noises), rirs=tuple(rirs))
@@ -63,6 +73,10 @@ class ASRAugmentation:
         factor = float(rng.choice(self.speed_factors))
         if factor != 1.0:  # played `factor` times faster
             wav = resample(wav, int(round(self.sample_rate * factor)), self.sample_rate)
+        return self.corrupt(wav, rng)
+
+    def corrupt(self, wav: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Reverberation and noise only (no speed change: for targets tied to time or to the voice)."""
         if float(np.max(np.abs(wav))) == 0.0:
             return wav
         if self.rirs and rng.random() < self.rir_prob:
@@ -118,7 +132,10 @@ class ASRDataset(Dataset):
         if self.augmentation is not None:
             wav = self.augmentation(wav, _item_rng())
         tokens = self.vocabulary.text_to_ids(self.texts[index])
-        return {"wav": torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)), "tokens": torch.tensor(tokens)}
+        return {
+            "wav": torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)),
+            "tokens": torch.tensor(tokens),
+        }
 
 
 def _pad(tensors: list[Tensor]) -> tuple[Tensor, Tensor]:
@@ -170,13 +187,8 @@ class Speech2CDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         u = self.indices[index]
         wav = _read_mono(self.data_dir / self.split_tokens.records[u]["path"], self.sample_rate)
-        if self.augmentation is not None and float(np.max(np.abs(wav))) > 0:
-            rng = _item_rng()
-            aug = self.augmentation
-            if aug.rirs and rng.random() < aug.rir_prob:
-                wav = apply_rir(wav, aug.rirs[int(rng.integers(len(aug.rirs)))])
-            if aug.noises and rng.random() < aug.noise_prob:
-                wav = add_noise(wav, aug.noises[int(rng.integers(len(aug.noises)))], float(rng.uniform(*aug.snr_db)), rng)
+        if self.augmentation is not None:
+            wav = self.augmentation.corrupt(wav, _item_rng())
         codes = torch.from_numpy(self.split_tokens.codes(u)[self.layer])
         return {"wav": torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)), "codes": codes}
 

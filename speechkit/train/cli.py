@@ -21,6 +21,7 @@ RECIPES: dict[str, str] = {
     "ar-tts": "speechkit.train.recipes.ar_tts",
     "asr-pretrain": "speechkit.train.recipes.asr_pretrain",
     "asr": "speechkit.train.recipes.asr",
+    "speaker": "speechkit.train.recipes.speaker",
 }
 
 
