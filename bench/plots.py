@@ -1,7 +1,9 @@
 """PNG figures shared by the benchmark scripts (matplotlib, Agg backend: no display needed).
 
 - :func:`plot_rate_quality`: quality metrics against bitrate, one line per system family and split;
-- :func:`plot_spectrograms`: log-mel spectrograms of one utterance as several systems rebuilt it.
+- :func:`plot_spectrograms`: log-mel spectrograms of one utterance as several systems rebuilt it;
+- :func:`plot_det_curves`: speaker-verification DET curves on normal-deviate axes, a panel per split;
+- :func:`plot_diarization_timeline`: who spoke when, reference lanes above a system's lanes.
 """
 
 from __future__ import annotations
@@ -141,5 +143,105 @@ def plot_spectrograms(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+DET_TICKS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6)
+
+
+def plot_det_curves(
+    curves: Mapping[str, Sequence[tuple[str, np.ndarray, np.ndarray]]], path: str | Path, title: str = ""
+) -> Path:
+    """DET curves (miss rate against false-alarm rate, both on normal-deviate axes), a panel per split.
+
+    Args:
+        curves: split -> (system, false-alarm rates [N], miss rates [N]) per system, e.g. from
+            ``bench.speaker.det_curve``; the equal-error points lie on the diagonal drawn.
+        path: PNG to write (folder created).
+        title: figure title.
+
+    Returns:
+        The path written.
+    """
+    from scipy.stats import norm
+
+    plt = _pyplot()
+    low, high = DET_TICKS[0], DET_TICKS[-1]
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.2 * len(curves), 5.0), squeeze=False)
+    for ax, (split, systems) in zip(axes[0], curves.items()):
+        for system, p_fa, p_miss in systems:
+            clip = (low / 2, 1 - low / 2)
+            ax.plot(norm.ppf(np.clip(p_fa, *clip)), norm.ppf(np.clip(p_miss, *clip)), label=system)
+        ax.plot(norm.ppf([low, high]), norm.ppf([low, high]), color="gray", linewidth=0.8, linestyle=":")
+        ticks = norm.ppf(DET_TICKS)
+        labels = [f"{100 * t:g}" for t in DET_TICKS]
+        ax.set_xticks(ticks, labels)
+        ax.set_yticks(ticks, labels)
+        ax.set_xlim(norm.ppf(low), norm.ppf(high))
+        ax.set_ylim(norm.ppf(low), norm.ppf(high))
+        ax.set_xlabel("false-alarm rate (%)")
+        ax.set_ylabel("miss rate (%)")
+        ax.set_title(split)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, loc="lower left")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_diarization_timeline(
+    reference: Sequence[Any],
+    hypothesis: Sequence[Any],
+    mapping: Mapping[str, str],
+    path: str | Path,
+    title: str = "",
+) -> Path:
+    """Speaker lanes over time: the reference's speakers on top, the hypothesis's below.
+
+    Args:
+        reference: segments with ``start``, ``end`` and ``speaker`` (e.g. RTTM ``Segment``).
+        hypothesis: the system's segments.
+        mapping: hypothesis label -> reference label (the DER mapping); a mapped hypothesis
+            speaker takes its reference speaker's colour, an unmapped one is grey.
+        path: PNG to write (folder created).
+        title: figure title.
+
+    Returns:
+        The path written.
+    """
+    plt = _pyplot()
+    ref_names = sorted({s.speaker for s in reference})
+    hyp_names = sorted(
+        {s.speaker for s in hypothesis}, key=lambda n: (mapping.get(n) is None, mapping.get(n, n))
+    )
+    colors = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(ref_names)}
+    lanes = [("ref", n, colors[n]) for n in ref_names]
+    lanes += [("hyp", n, colors.get(mapping.get(n), (0.6, 0.6, 0.6, 1.0))) for n in hyp_names]
+    fig, ax = plt.subplots(figsize=(12.0, 0.45 * len(lanes) + 1.4))
+    for row, (side, name, color) in enumerate(lanes):
+        segments = reference if side == "ref" else hypothesis
+        spans = [(s.start, s.end - s.start) for s in segments if s.speaker == name]
+        ax.broken_barh(spans, (len(lanes) - row - 0.9, 0.8), facecolors=color)
+    ax.axhline(len(hyp_names), color="black", linewidth=0.8)
+    ax.set_yticks(
+        [len(lanes) - row - 0.5 for row in range(len(lanes))],
+        [f"ref {n}" if side == "ref" else f"hyp {n} -> {mapping.get(n, '-')}" for side, n, _ in lanes],
+        fontsize=7,
+    )
+    ax.set_xlabel("time (s)")
+    ax.set_xlim(0, max((s.end for s in [*reference, *hypothesis]), default=1.0))
+    ax.grid(True, axis="x", alpha=0.3)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

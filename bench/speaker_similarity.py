@@ -13,6 +13,8 @@ the same festival voice 0.87-0.90, the two male diphone voices (kal, ked) 0.66-0
 vs male 0.41-0.56; eSpeak NG en-us and Flite slt speaking a recording's sentence score 0.57 and
 0.62 against it (mean of 10, ``python -m bench.peer_smoke``): the "no cloning" floor.
 
+:class:`SegmentEmbedder` embeds many short segments of one recording (the diarization peer).
+
 Resemblyzer and its dependencies (librosa, webrtcvad-wheels) are installed by ``scripts/setup.sh``
 and imported when a :class:`SpeakerSimilarity` is built, never at import of this module.
 
@@ -28,6 +30,7 @@ import time
 import warnings
 
 import numpy as np
+import torch
 
 from speechkit.audio import resample
 
@@ -106,3 +109,53 @@ class SpeakerSimilarity:
             The cosine, in [0, 1] for Resemblyzer's non-negative embeddings.
         """
         return cosine_similarity(self.embed(first, sample_rate), self.embed(second, sample_rate))
+
+
+class SegmentEmbedder:
+    """Resemblyzer embeddings of segments of one recording: the encoder side of a peer diarizer.
+
+    It has what :class:`speechkit.speaker.diarize.Diarizer` asks of an encoder (``sample_rate``,
+    ``embedding_dim``, ``embed_segments``), so speechkit's clustering can run on GE2E d-vectors.
+
+    Resemblyzer's mel spectrogram of the whole recording (40 bands, 25 ms window, 10 ms hop, after
+    its -30 dBFS volume normalisation, raised only) is computed once; each segment's frames run
+    through the LSTM at their own length (GE2E embeds the last hidden state), batched by length.
+    Resemblyzer's 1.6 s partial windows are not used: the diarizer's segments are 0.5-1.5 s long.
+
+    Args:
+        similarity: a loaded :class:`SpeakerSimilarity` (its encoder is shared).
+    """
+
+    sample_rate = SAMPLE_RATE
+    embedding_dim = 256
+
+    def __init__(self, similarity: SpeakerSimilarity) -> None:
+        self.encoder = similarity.encoder
+        self._wav: np.ndarray | None = None
+        self._mel = np.zeros((0, 40), dtype=np.float32)
+
+    def _frames(self, wav: np.ndarray) -> np.ndarray:
+        if wav is not self._wav:  # one diarize() call embeds every scale of the same array
+            with warnings.catch_warnings():  # resemblyzer imports scipy.ndimage.morphology (deprecated)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                from resemblyzer.audio import normalize_volume, wav_to_mel_spectrogram
+
+            self._wav, self._mel = wav, wav_to_mel_spectrogram(normalize_volume(wav, -30, increase_only=True))
+        return self._mel  # [frames, 40], frame i centred on sample 160 * i
+
+    @torch.no_grad()
+    def embed_segments(self, wav: np.ndarray, segments: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Embeddings [S, 256] of ``segments`` [S, 2] (start, end seconds) of 16 kHz ``wav``."""
+        mel = self._frames(wav)
+        bounds = np.round(np.asarray(segments, dtype=np.float64).reshape(-1, 2) * 100).astype(np.int64)
+        bounds = np.clip(bounds, 0, len(mel) - 1)
+        bounds[:, 1] = np.maximum(bounds[:, 1], bounds[:, 0] + 1)
+        out = np.zeros((len(bounds), self.embedding_dim), dtype=np.float32)
+        lengths = bounds[:, 1] - bounds[:, 0]
+        for length in np.unique(lengths):
+            rows = np.flatnonzero(lengths == length)
+            for begin in range(0, len(rows), batch_size):
+                chunk = rows[begin : begin + batch_size]
+                batch = np.stack([mel[bounds[r, 0] : bounds[r, 0] + length] for r in chunk])
+                out[chunk] = self.encoder(torch.from_numpy(batch)).numpy()
+        return out
