@@ -301,6 +301,14 @@ def export_model(
         )
     check_output_dir(Path(out_dir))
     model, name = resolve_model(model_or_name)
+    if model.config.KIND == "mobilespeech_tts":  # TTS bundles: speechkit_export.tts_graphs
+        from speechkit_export.tts_graphs import export_tts
+
+        if format != "onnx":
+            raise ConfigError(f"TTS export writes ONNX bundles only, not {format!r}")
+        return export_tts(
+            model, out_dir, name, quant, zip=zip, progress=progress, quantize_encoder=quantize_encoder
+        )
     audio = evaluation.select_audio(int(model.sample_rate), calibration_audio, corpus_dir)
     steps = ["export", "quantise", "measure", "write"]
     with (

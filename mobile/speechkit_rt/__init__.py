@@ -21,6 +21,7 @@ _EXPORTS = {
     "Bundle": "speechkit_rt.bundle",
     "CodecRuntime": "speechkit_rt.codec",
     "StreamingCodecRuntime": "speechkit_rt.streaming",
+    "TTSRuntime": "speechkit_rt.tts",
     "RuntimeTokens": "speechkit_rt.token_file",
     "read_token_file": "speechkit_rt.token_file",
     "write_token_file": "speechkit_rt.token_file",
