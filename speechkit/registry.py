@@ -31,6 +31,7 @@ MODEL_CLASSES: dict[str, str] = {
     "ebranchformer_asr": "speechkit.asr.model:EBranchformerASR",
     "speech2c_pretrain": "speechkit.asr.speech2c:Speech2CPretrainer",
     "ecapa_tdnn": "speechkit.speaker.ecapa:ECAPATDNN",
+    "msdd_diarizer": "speechkit.speaker.msdd:MSDD",
 }
 
 

@@ -1,8 +1,10 @@
-"""``speechkit export``: a codec checkpoint to a quantised, verified ONNX / Core ML bundle.
+"""``speechkit export``: a codec or speaker checkpoint to a quantised, verified ONNX / Core ML bundle.
 
 ::
 
     speechkit export codec-rvq --quant decoupleq-w2 -o bundles/codec-rvq-w2 --zip
+    speechkit export ecapa-tdnn --quant int8 -o bundles/ecapa-int8         # speaker embedder (ONNX only)
+    speechkit export msdd -o bundles/msdd                                  # MSDD diarization decoder
     speechkit export codec-rvq --format coreml --quant palettize4 -o bundles/codec-rvq.mlbundle
     python -m speechkit_export.cli codec-rvq --quant int8      # the same, without the speechkit CLI
 
@@ -30,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``export`` subcommand to a ``speechkit`` subparser set."""
     parser = sub.add_parser(
         "export",
-        help="export a codec to a quantised ONNX / Core ML bundle",
-        description="Export a codec to a bundle: graphs, quantisation, parity check, manifest.",
+        help="export a codec or speaker model to a quantised ONNX / Core ML bundle",
+        description="Export a model to a bundle: graphs, quantisation, parity check, manifest.",
     )
     add_arguments(parser)
     parser.set_defaults(func=run_export)
@@ -40,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The export options (shared by ``speechkit export`` and ``python -m speechkit_export.cli``)."""
-    parser.add_argument("model", help="shipped codec name (see `speechkit models`) or checkpoint folder")
+    parser.add_argument("model", help="shipped model name (see `speechkit models`) or checkpoint folder")
     parser.add_argument("--format", choices=("onnx", "coreml"), default="onnx", help="graph format")
     parser.add_argument("--quant", default="none", help=QUANT_HELP)
     parser.add_argument(

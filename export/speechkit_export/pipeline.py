@@ -63,16 +63,15 @@ from tqdm import tqdm
 from speechkit.errors import ConfigError
 from speechkit_export import evaluation
 from speechkit_export.bundle_writer import size_on_disk, write_bundle
-from speechkit_export.derived_initializers import derived_names, recipes_for, strip_derived
+from speechkit_export.derived_initializers import recipes_for
+from speechkit_export.graph_files import pack_graph_weights, strip_derived_graphs
 from speechkit_export.onnx_graphs import GraphSpec, calibration_feeds, export_codec_graphs
 from speechkit_export.ort_quant import quantize_graph
+from speechkit_export.speaker_graphs import SPEAKER_GRAPHS
 from speechkit_export.weight_blobs import (
-    FLOAT16_MIN_ELEMENTS,
     METHODS,
-    externalize_weights,
     graph_weight_bytes,
     quantize_codec_weights,
-    save_npz,
 )
 
 logger = logging.getLogger(__name__)
@@ -84,7 +83,6 @@ ONNX_QUANT_MODES = ("none", *ORT_MODES, *WEIGHT_MODES)
 COREML_QUANT_MODES = ("none", "int8", "palettize4", "palettize2")
 _WEIGHT_MODE = re.compile(rf"({'|'.join(METHODS)})-w([2-8])")
 _ENCODER_SIDE = ("encoder", "global_encoder")
-WEIGHTS_FILE = "weights.npz"
 
 
 @dataclass(frozen=True)
@@ -217,16 +215,18 @@ def _parity_text(graph: str, numbers: dict[str, float]) -> str:
 
 
 def resolve_model(model_or_name: Any) -> tuple[nn.Module, str]:
-    """(model in eval mode, bundle name) from a shipped name / checkpoint folder, a Codec or a module."""
+    """(model in eval mode, bundle name) from a shipped name / checkpoint folder, a task API object
+    (``Codec``, ``SpeakerEncoder``: its ``.model``) or a module."""
     if isinstance(model_or_name, (str, Path)):
-        from speechkit.registry import load
+        from speechkit.checkpoint import load_model, resolve_checkpoint
 
-        model = load(model_or_name).model
+        model = load_model(resolve_checkpoint(model_or_name))  # the model alone, not its task API
     else:
         model = getattr(model_or_name, "model", model_or_name)
     if not isinstance(model, nn.Module) or not hasattr(model, "config"):
         raise ConfigError(
-            f"export_model takes a codec name, folder, Codec or model, got {type(model_or_name)}"
+            f"export_model takes a model name, checkpoint folder, task API object (Codec, SpeakerEncoder) "
+            f"or model, got {type(model_or_name)}"
         )
     name = getattr(model, "checkpoint_name", None) or f"{model.config.KIND.replace('_', '-')}-unsaved"
     return model.eval(), str(name)
@@ -271,8 +271,12 @@ def export_model(
 ) -> ExportReport:
     """Export a codec to a quantised, verified bundle and measure it (see the module docstring).
 
+    Speaker models (``ecapa_tdnn``, ``msdd_diarizer``) go to
+    :func:`speechkit_export.speaker_pipeline.export_speaker`, with the same arguments and bundle format.
+
     Args:
-        model_or_name: a shipped name ("codec-rvq"), a checkpoint folder, a ``Codec`` or the model.
+        model_or_name: a shipped name ("codec-rvq", "ecapa-tdnn"), a checkpoint folder, a ``Codec`` /
+            ``SpeakerEncoder`` or the model.
         out_dir: the bundle folder (replaced if it holds a bundle).
         format: "onnx" or "coreml".
         quant: a mode of :data:`ONNX_QUANT_MODES` or :data:`COREML_QUANT_MODES`.
@@ -301,6 +305,19 @@ def export_model(
         )
     check_output_dir(Path(out_dir))
     model, name = resolve_model(model_or_name)
+    if model.config.KIND in SPEAKER_GRAPHS:
+        if not quantize_encoder:
+            raise ConfigError(
+                "--float-encoder (quantize_encoder=False) applies to codecs, not speaker models"
+            )
+        from speechkit_export.speaker_pipeline import export_speaker  # it imports this module
+
+        report = export_speaker(
+            model, name, Path(out_dir), mode, group_size, calibration_audio, corpus_dir, zip, progress
+        )
+        report.seconds = time.perf_counter() - started
+        logger.info("exported %s in %.1f s", report.bundle, report.seconds)
+        return report
     if model.config.KIND == "mobilespeech_tts":  # TTS bundles: speechkit_export.tts_graphs
         from speechkit_export.tts_graphs import export_tts
 
@@ -441,18 +458,10 @@ class _Job:
         self, graphs: dict[str, GraphSpec], files: dict[str, Path], manifests: dict[str, dict], recipes: list
     ) -> dict[str, Path]:
         """Replace the DFT bases and windows of every graph file by recipes (derived_initializers)."""
-        (self.tmp / "derived").mkdir()
-        out = dict(files)
-        stripped = 0
-        for name, spec in graphs.items():
-            dst = self.tmp / "derived" / spec.file
-            section = strip_derived(files[spec.file], dst, name, recipes)
-            if section is not None:
-                out[spec.file] = dst
-                manifests[name]["derived"] = section
-                stripped += sum(entry["length"] for entry in section["initializers"])
-        self.details["derived_bytes"] = stripped
-        return out
+        files, self.details["derived_bytes"] = strip_derived_graphs(
+            graphs, files, manifests, recipes, self.tmp
+        )
+        return files
 
     def _pack(
         self,
@@ -462,42 +471,15 @@ class _Job:
         scope: list[str],
         recipes: list,
     ) -> tuple[dict[str, GraphSpec], dict[str, Path], dict[str, dict]]:
-        """Move the quantised weights (and, in quantised graphs, the other large float weights as
-        float16) out of the graphs into weights.npz (see weight_blobs).
-
-        Returns:
-            (full graphs as the runtime rebuilds them, bundle files, manifest graph entries).
-        """
-        arrays: dict[str, np.ndarray] = {}
-        quantized = {name: layer.quantized for name, layer in layers.items()}
-        files: dict[str, Path] = {}
-        full: dict[str, GraphSpec] = {}
-        for folder in ("packed", "full"):
-            (self.tmp / folder).mkdir()
-        placed: set[str] = set()
-        for name, spec in graphs.items():
-            dst, full_dst = self.tmp / "packed" / spec.file, self.tmp / "full" / spec.file
-            float16 = FLOAT16_MIN_ELEMENTS if name in scope else None  # a float graph stays exact
-            keep = derived_names(spec.path, recipes)  # rebuilt at load: stay float32 for the recipe
-            entries = externalize_weights(spec.path, dst, name, quantized, arrays, full_dst, float16, keep)
-            files[spec.file], full[name] = dst, dataclasses.replace(spec, path=full_dst)
-            placed.update(entry["layer"] for entry in entries if "layer" in entry)
-            if entries:
-                manifests[name]["extra"] = {
-                    "weights_file": WEIGHTS_FILE,
-                    "weights_location": f"{name}.weights.bin",
-                    "weights": entries,
-                }
-        missing = sorted(set(quantized) - placed)
+        """Move the quantised weights out of the graphs into weights.npz (see :func:`pack_graph_weights`)."""
+        full, files, missing, details = pack_graph_weights(
+            graphs, layers, manifests, scope, recipes, self.tmp
+        )
         if missing:
             self.notes.append(
                 f"{len(missing)} quantised layers not found in any graph, kept float: {missing[:3]}"
             )
-        files[WEIGHTS_FILE] = save_npz(self.tmp / WEIGHTS_FILE, arrays)
-        self.details.update(
-            scale_dtype=str(next((a.dtype for k, a in arrays.items() if k.endswith(".scale")), "-")),
-            float16_tensors=sum(key.endswith(".values") for key in arrays),
-        )
+        self.details.update(details)
         return full, files, manifests
 
     def _measure_bundle(self, manifests: dict, files: dict[str, Path], graphs: dict[str, GraphSpec]) -> tuple:

@@ -32,7 +32,7 @@ import io
 import logging
 import math
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -153,7 +153,30 @@ def quantize_codec_weights(
             )
             net.decode_codes(net.encode_codes(wav), **extra)
 
-    layers = quantize_model(model, method, bits, group_size, calibration=run if batches else None, skip=skip)
+    return quantize_layers(model, method, bits, group_size, run if batches else None, skip)
+
+
+def quantize_layers(
+    model: nn.Module,
+    method: str,
+    bits: int,
+    group_size: int | None,
+    calibration: Callable[[nn.Module], None] | None,
+    skip: Callable[[str, nn.Module], bool],
+) -> dict[str, LayerQuantization]:
+    """Quantise a model's Linear / Conv1d / ConvTranspose1d weights in place, with scale and zero rounded
+    to the float16 the bundle stores and the dequantised weights written back (any model kind).
+
+    Args:
+        model: modified in place.
+        method, bits, group_size: as :func:`quantize_codec_weights`.
+        calibration: runs the model on calibration data (Hessians for GPTQ / decoupleQ); None for RTN.
+        skip: ``skip(name, module)`` leaves a layer float.
+
+    Returns:
+        layer name -> LayerQuantization, with the float16-rounded QuantizedWeight.
+    """
+    layers = quantize_model(model, method, bits, group_size, calibration=calibration, skip=skip)
     rounded = {
         name: dataclasses.replace(layer, quantized=_float16_grid(layer.quantized))
         for name, layer in layers.items()

@@ -22,6 +22,8 @@ _EXPORTS = {
     "CodecRuntime": "speechkit_rt.codec",
     "StreamingCodecRuntime": "speechkit_rt.streaming",
     "TTSRuntime": "speechkit_rt.tts",
+    "SpeakerRuntime": "speechkit_rt.speaker",
+    "DiarizationDecoderRuntime": "speechkit_rt.speaker",
     "RuntimeTokens": "speechkit_rt.token_file",
     "read_token_file": "speechkit_rt.token_file",
     "write_token_file": "speechkit_rt.token_file",

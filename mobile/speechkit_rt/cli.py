@@ -1,10 +1,12 @@
-"""``speechkit-rt``: inspect a bundle and run a codec bundle on WAV files, without torch.
+"""``speechkit-rt``: inspect a bundle and run codec and speaker bundles on WAV files, without torch.
 
 Commands::
 
     speechkit-rt info BUNDLE                                   what the manifest says (any task)
     speechkit-rt encode BUNDLE IN.wav [-o OUT.sktk] [--kbps X | --codebooks K]
     speechkit-rt decode BUNDLE IN.sktk [-o OUT.wav] [--subtype PCM_16|PCM_24|PCM_32|FLOAT]
+    speechkit-rt embed BUNDLE IN.wav [-o OUT.json]             speaker embedding (JSON list)
+    speechkit-rt verify BUNDLE A.wav B.wav [--threshold T]     score and same / different speaker
 
 Token files are the ones ``speechkit encode`` / ``speechkit decode`` read and write, so either tool
 decodes what the other encoded when both name the same model and weights.
@@ -17,6 +19,7 @@ file, one written by another model); 2 a command-line usage error; 3 a bundle re
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -39,7 +42,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
             f"format       {m['format']} v{m['format_version']}, speechkit {m['speechkit_version']}, {m['created']}"
         )
         print(f"audio        {m['sample_rate']} Hz, {m['frame_rate']:g} token frames/s")
-        print(f"tokens       {layout['num_codebooks']} codebooks of sizes {layout['codebook_sizes']}")
+        if layout["num_codebooks"]:  # speaker bundles have no tokens
+            print(f"tokens       {layout['num_codebooks']} codebooks of sizes {layout['codebook_sizes']}")
         if layout.get("global_codebook_sizes"):
             print(f"global codes {layout['global_codebook_sizes']}")
         if layout.get("bitrates_bps"):
@@ -102,6 +106,35 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_embed(args: argparse.Namespace) -> int:
+    from speechkit_rt.audio_io import read_wav
+    from speechkit_rt.speaker import SpeakerRuntime
+
+    with SpeakerRuntime.open(args.bundle, num_threads=args.threads) as speaker:
+        wav, sample_rate = read_wav(args.input)
+        vector = speaker.embed(wav, sample_rate)
+    text = json.dumps([round(float(v), 6) for v in vector])
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+        print(f"{args.input} -> {args.output}: {len(vector)}-d embedding")
+    else:
+        print(text)
+    return EXIT_OK
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from speechkit_rt.audio_io import read_wav
+    from speechkit_rt.speaker import SpeakerRuntime
+
+    with SpeakerRuntime.open(args.bundle, num_threads=args.threads) as speaker:
+        (wav_a, rate_a), (wav_b, rate_b) = read_wav(args.a), read_wav(args.b)
+        score = speaker.score(speaker.embed(wav_a, rate_a), speaker.embed(wav_b, rate_b))
+        threshold = speaker.threshold if args.threshold is None else args.threshold
+    decision = "same speaker" if score >= threshold else "different speakers"
+    print(f"score {score:.4f} threshold {threshold:.4f}: {decision}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``speechkit-rt`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -131,7 +164,22 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--subtype", default="PCM_16", choices=("PCM_16", "PCM_24", "PCM_32", "FLOAT"))
     decode.set_defaults(func=_cmd_decode)
 
-    for command in (encode, decode):
+    embed = sub.add_parser("embed", help="speaker embedding of a WAV file (JSON list)")
+    embed.add_argument("bundle", help="speaker bundle folder or .zip")
+    embed.add_argument("input", help="WAV file (PCM or float, any rate and channel count)")
+    embed.add_argument("-o", "--output", default=None, help="JSON file (default: print)")
+    embed.set_defaults(func=_cmd_embed)
+
+    verify = sub.add_parser("verify", help="are two WAV files the same speaker? (exit 0 either way)")
+    verify.add_argument("bundle", help="speaker bundle folder or .zip")
+    verify.add_argument("a", help="first WAV file")
+    verify.add_argument("b", help="second WAV file")
+    verify.add_argument(
+        "--threshold", type=float, default=None, help="decision threshold (default: the bundle's)"
+    )
+    verify.set_defaults(func=_cmd_verify)
+
+    for command in (encode, decode, embed, verify):
         command.add_argument("--threads", type=int, default=None, help="onnxruntime threads per graph")
     return parser
 

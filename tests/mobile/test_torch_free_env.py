@@ -32,7 +32,7 @@ for name in ("torch", "speechkit", "speechkit_export"):
 
 import numpy as np
 import speechkit_rt
-from speechkit_rt import CodecRuntime
+from speechkit_rt import CodecRuntime, SpeakerRuntime
 
 assert Path(speechkit_rt.__file__).resolve().is_relative_to(Path(sys.prefix).resolve()), speechkit_rt.__file__
 bundle, wav_path, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
@@ -43,6 +43,8 @@ with CodecRuntime.open(bundle, num_threads=1) as codec:
     (out / "tokens.sktk").write_bytes(codec.to_bytes(tokens))
 np.save(out / "codes.npy", tokens.codes)
 np.save(out / "audio.npy", audio)
+with SpeakerRuntime.open(Path(sys.argv[5]), num_threads=1) as speaker:
+    np.save(out / "embedding.npy", speaker.embed(wav, 16000))
 loaded = sorted({m.split(".")[0] for m in sys.modules} & set(sys.argv[4].split(",")))
 if loaded:
     raise SystemExit(f"FAIL: the round trip imported {loaded}")
@@ -50,10 +52,10 @@ print("OK", tokens.codes.shape, audio.shape)
 """
 
 
-def _load_codec_test_helpers():
-    """The bundle builder of test_codec_runtime.py (tests/mobile has no package to import it from)."""
+def _load_test_helpers(name: str = "test_codec_runtime.py"):
+    """The bundle builders of another test file (tests/mobile has no package to import them from)."""
     spec = importlib.util.spec_from_file_location(
-        "_codec_runtime_helpers", Path(__file__).with_name("test_codec_runtime.py")
+        f"_{Path(name).stem}_helpers", Path(__file__).with_name(name)
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -84,9 +86,11 @@ def _run(args: list[str], timeout: float, cwd: Path, env: dict) -> subprocess.Co
 
 @pytest.mark.slow
 def test_fresh_venv_with_only_the_runtime_round_trips_like_the_sdk(tmp_path, speech_16k):
-    helpers = _load_codec_test_helpers()
+    helpers = _load_test_helpers()
     model, bundle = helpers.build_tiny_codec_bundle(tmp_path / "bundle")
     codec = model.task_api()
+    speaker_helpers = _load_test_helpers("test_speaker_runtime.py")
+    speaker_model, speaker_bundle = speaker_helpers.build_tiny_speaker_bundle(tmp_path / "speaker")
     wav = speech_16k[:24000]
     np.save(tmp_path / "wav.npy", wav)
 
@@ -117,7 +121,8 @@ def test_fresh_venv_with_only_the_runtime_round_trips_like_the_sdk(tmp_path, spe
     out.mkdir()
     script = tmp_path / "round_trip.py"
     script.write_text(CHILD_SCRIPT)
-    args = [str(python), str(script), str(bundle), str(tmp_path / "wav.npy"), str(out), ",".join(FORBIDDEN)]
+    args = [str(python), str(script), str(bundle), str(tmp_path / "wav.npy"), str(out), ",".join(FORBIDDEN),
+            str(speaker_bundle)]  # fmt: skip
     child = _run(args, 120, tmp_path, env)
     assert child.returncode == 0 and "OK" in child.stdout, (
         f"torch-free round trip failed:\n{child.stderr[-3000:]}"
@@ -137,3 +142,6 @@ def test_fresh_venv_with_only_the_runtime_round_trips_like_the_sdk(tmp_path, spe
     audio = np.load(out / "audio.npy")
     assert audio.shape == (len(wav),)
     assert np.max(np.abs(audio - codec.decode(tokens))) <= helpers.MAX_DECODER_ABS
+    # ... and the venv's speaker embedding is the SDK's (of the same audio, silence not trimmed)
+    embedding = speaker_model.task_api().embed(wav, 16000, trim_silence=False)
+    assert np.max(np.abs(np.load(out / "embedding.npy") - embedding)) < speaker_helpers.MAX_EMBEDDING_ABS
