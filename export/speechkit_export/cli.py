@@ -5,6 +5,7 @@
     speechkit export codec-rvq --quant decoupleq-w2 -o bundles/codec-rvq-w2 --zip
     speechkit export ecapa-tdnn --quant int8 -o bundles/ecapa-int8         # speaker embedder (ONNX only)
     speechkit export msdd -o bundles/msdd                                  # MSDD diarization decoder
+    speechkit export asr --quant int8 -o bundles/asr-int8                  # speech recognition (ONNX only)
     speechkit export codec-rvq --format coreml --quant palettize4 -o bundles/codec-rvq.mlbundle
     python -m speechkit_export.cli codec-rvq --quant int8      # the same, without the speechkit CLI
 

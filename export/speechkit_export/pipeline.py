@@ -326,6 +326,13 @@ def export_model(
         return export_tts(
             model, out_dir, name, quant, zip=zip, progress=progress, quantize_encoder=quantize_encoder
         )
+    if model.config.KIND == "ebranchformer_asr":  # ASR bundles: speechkit_export.asr_export
+        from speechkit_export.asr_export import export_asr  # it imports this module
+
+        return export_asr(
+            model, name, Path(out_dir), mode, group_size, calibration_audio, zip, progress,
+            quantize_encoder, corpus_dir,
+        )  # fmt: skip
     audio = evaluation.select_audio(int(model.sample_rate), calibration_audio, corpus_dir)
     steps = ["export", "quantise", "measure", "write"]
     with (

@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Bundle": "speechkit_rt.bundle",
+    "ASRRuntime": "speechkit_rt.asr",
     "CodecRuntime": "speechkit_rt.codec",
     "StreamingCodecRuntime": "speechkit_rt.streaming",
     "TTSRuntime": "speechkit_rt.tts",

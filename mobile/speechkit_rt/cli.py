@@ -5,6 +5,7 @@ Commands::
     speechkit-rt info BUNDLE                                   what the manifest says (any task)
     speechkit-rt encode BUNDLE IN.wav [-o OUT.sktk] [--kbps X | --codebooks K]
     speechkit-rt decode BUNDLE IN.sktk [-o OUT.wav] [--subtype PCM_16|PCM_24|PCM_32|FLOAT]
+    speechkit-rt transcribe BUNDLE IN.wav [--method ctc_greedy|joint|attention] [--json]
     speechkit-rt embed BUNDLE IN.wav [-o OUT.json]             speaker embedding (JSON list)
     speechkit-rt verify BUNDLE A.wav B.wav [--threshold T]     score and same / different speaker
 
@@ -135,6 +136,20 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_transcribe(args: argparse.Namespace) -> int:
+    from speechkit_rt.asr import ASRRuntime
+    from speechkit_rt.audio_io import read_wav
+
+    with ASRRuntime.open(args.bundle, num_threads=args.threads) as asr:
+        wav, sample_rate = read_wav(args.input)
+        transcript = asr.transcribe(wav, sample_rate, method=args.method, beam_size=args.beam_size)
+    if args.json:
+        print(transcript.to_json())
+    else:
+        print(transcript.text)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``speechkit-rt`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -178,6 +193,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--threshold", type=float, default=None, help="decision threshold (default: the bundle's)"
     )
     verify.set_defaults(func=_cmd_verify)
+
+    transcribe = sub.add_parser("transcribe", help="speech to text with an ASR bundle")
+    transcribe.add_argument("bundle", help="ASR bundle folder or .zip")
+    transcribe.add_argument("input", help="WAV file (PCM or float, any rate and channel count)")
+    transcribe.add_argument(
+        "--method", default="ctc_greedy", choices=("ctc_greedy", "joint", "attention"),
+        help="greedy CTC (default), attention beam search with CTC prefix scores, or attention alone",
+    )  # fmt: skip
+    transcribe.add_argument("--beam-size", type=int, default=4, help="beam width (joint, attention)")
+    transcribe.add_argument("--json", action="store_true", help="JSON: text, word times and confidences")
+    transcribe.add_argument("--threads", type=int, default=None, help="onnxruntime threads per graph")
+    transcribe.set_defaults(func=_cmd_transcribe)
 
     for command in (encode, decode, embed, verify):
         command.add_argument("--threads", type=int, default=None, help="onnxruntime threads per graph")
