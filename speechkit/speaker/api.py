@@ -67,7 +67,8 @@ class SpeakerEncoder:
         self.config = model.config
         self.sample_rate = self.config.sample_rate
         self.embedding_dim = self.config.embedding_dim
-        self.threshold = float(self.config.threshold)
+        self.threshold = float(self.config.threshold)  # for score(): AS-norm units when AS-norm is on
+        self.cosine_threshold = float(self.config.cosine_threshold)  # for plain cosines
         self._cohort = model.cohort().numpy()
         self.enrolled: dict[str, np.ndarray] = {}
 

@@ -49,9 +49,10 @@ class ECAPAConfig(ModelConfig):
     Fields: front-end (``sample_rate``, ``n_fft``, ``hop_length``, ``n_mels``, ``vtlp_factors``:
     the warps ``training_step`` may apply, index 0 must be 1.0), network (``channels``,
     ``res2net_scale``, ``se_channels``, ``attention_channels``, ``embedding_dim``, ``dilations``),
-    AAM-softmax (``num_classes``, ``aam_margin``, ``aam_scale``), scoring (``threshold``: cosine
-    decision threshold calibrated on the valid split, ``asnorm_top_k``: cohort size for AS-norm;
-    0 = raw cosine).
+    AAM-softmax (``num_classes``, ``aam_margin``, ``aam_scale``), scoring (``threshold``: decision
+    threshold of :meth:`SpeakerEncoder.score` calibrated on the valid split, ``asnorm_top_k``: cohort
+    size for AS-norm, 0 = raw cosine; ``cosine_threshold``: the raw-cosine EER threshold on the same
+    trials, for comparisons that are plain cosines, such as diarization centroids).
     """
 
     KIND = "ecapa_tdnn"
@@ -71,6 +72,7 @@ class ECAPAConfig(ModelConfig):
     aam_scale: float = 30.0
     threshold: float = 0.5
     asnorm_top_k: int = 0
+    cosine_threshold: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.vtlp_factors or self.vtlp_factors[0] != 1.0:

@@ -82,7 +82,7 @@ class StreamingDiarizer:
         self.diarizer = diarizer
         self.rate = diarizer.sample_rate
         self.window, self.hop, self.lookahead = window_seconds, hop_seconds, lookahead_seconds
-        threshold = getattr(diarizer.encoder, "threshold", 0.5)
+        threshold = getattr(diarizer.encoder, "cosine_threshold", 0.5)
         self.match_threshold = threshold if match_threshold is None else match_threshold
         self.use_msdd = use_msdd and diarizer.msdd is not None
         self.encoder = _CachedEncoder(diarizer.encoder)

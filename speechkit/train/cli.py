@@ -22,6 +22,7 @@ RECIPES: dict[str, str] = {
     "asr-pretrain": "speechkit.train.recipes.asr_pretrain",
     "asr": "speechkit.train.recipes.asr",
     "speaker": "speechkit.train.recipes.speaker",
+    "msdd": "speechkit.train.recipes.msdd",
 }
 
 

@@ -141,3 +141,38 @@ def test_msdd_method_runs_the_decoder_over_cluster_centroids():
         diarizer.diarize(wav, RATE, method="kmeans")
     with pytest.raises(ValueError, match="MSDD"):
         Diarizer(SpectrumEncoder()).diarize(wav, RATE, method="msdd")
+
+
+def test_streaming_keeps_labels_across_windows_and_matches_offline():
+    from speechkit.speaker.streaming import StreamingDiarizer
+
+    turns = [(110, 3.0), (260, 2.5), (110, 2.0), (260, 3.0), (110, 2.5), (260, 2.0), (110, 3.0)]
+    wav, reference = conversation(turns)
+    diarizer = Diarizer(SpectrumEncoder())
+    stream = StreamingDiarizer(diarizer, window_seconds=8.0, hop_seconds=1.0, match_threshold=0.6)
+    pieces = []
+    for start in range(0, len(wav), 4000):  # 0.25 s chunks
+        pieces += stream.accept(wav[start : start + 4000])
+    assert pieces and max(p.end for p in pieces) <= len(wav) / RATE
+    result = stream.finish()
+    offline = diarizer.diarize(wav, RATE, method="multiscale")
+    streamed = diarization_error_rate(reference, result.segments, collar=0.25).der
+    assert result.num_speakers == 2  # the window moved past earlier turns; the labels held
+    assert streamed <= 1.5 * offline_der(offline, reference) + 0.02
+
+
+def offline_der(result, reference) -> float:
+    return diarization_error_rate(reference, result.segments, collar=0.25).der
+
+
+def test_streaming_silence_and_bad_chunks():
+    from speechkit.errors import AudioError
+    from speechkit.speaker.streaming import StreamingDiarizer
+
+    stream = StreamingDiarizer(Diarizer(SpectrumEncoder()))
+    assert stream.accept(np.zeros(3 * RATE, np.float32)) == []
+    assert stream.finish().num_speakers == 0
+    with pytest.raises(AudioError):
+        stream.accept(np.full(100, np.nan, np.float32))
+    with pytest.raises(ValueError, match="hop"):
+        StreamingDiarizer(Diarizer(SpectrumEncoder()), window_seconds=2.0, hop_seconds=1.5)

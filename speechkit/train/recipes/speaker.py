@@ -133,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
             model.config = model.config.replace(
                 threshold=round(metrics["threshold_asnorm" if use_norm else "threshold"], 5),
                 asnorm_top_k=ASNORM_TOP_K if use_norm else 0,
+                cosine_threshold=round(metrics["threshold"], 5),
             )
             card = {
                 "task": "speaker",
