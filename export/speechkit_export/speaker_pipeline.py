@@ -13,7 +13,8 @@ Hessians from ``model.embed`` on the calibration clips). The MSDD decoder (66k p
 its LSTM, which no mode touches) takes ``none`` and ``int8``.
 
 What the bundle holds besides the graph: ``extra.speaker`` (embedding_dim, the calibrated
-``threshold``, ``asnorm_top_k``, the runtime's piece lengths) and, when ``asnorm_top_k > 0``,
+``threshold`` of the score and ``cosine_threshold`` of plain cosines, ``asnorm_top_k``, the runtime's
+piece lengths) and, when ``asnorm_top_k > 0``,
 ``cohort.npy``: the model's unit class prototypes (``ECAPATDNN.cohort()``), listed and hashed like
 every file; or ``extra.diarization`` (scales, threshold, the speaker model it expects).
 
@@ -310,6 +311,7 @@ class _SpeakerJob:
             sample_rate, frame_rate = int(config.sample_rate), config.sample_rate / config.hop_length
             section = ("speaker", {
                 "embedding_dim": int(config.embedding_dim), "threshold": float(config.threshold),
+                "cosine_threshold": float(config.cosine_threshold),
                 "asnorm_top_k": int(config.asnorm_top_k),
                 "cohort_file": COHORT_FILE if self._cohort_needed() else None,
                 "min_speech_seconds": MIN_SPEECH_SECONDS, "max_embed_seconds": MAX_EMBED_SECONDS,

@@ -54,7 +54,8 @@ EMBEDDER_GRAPH, DECODER_GRAPH = "embedder", "decoder"
 MAX_OVERLAP_SPEAKERS = 2  # as speechkit.speaker.diarize: the overlap MSDD was trained on
 # extra.speaker / extra.diarization: key -> JSON type (int, float, str, list, None = null allowed)
 _SPEAKER_KEYS = {
-    "embedding_dim": int, "threshold": float, "asnorm_top_k": int, "cohort_file": (str, None),
+    "embedding_dim": int, "threshold": float, "cosine_threshold": float, "asnorm_top_k": int,
+    "cohort_file": (str, None),
     "min_speech_seconds": float, "max_embed_seconds": float, "n_fft": int, "hop_length": int,
 }  # fmt: skip
 _DIARIZATION_KEYS = {
@@ -191,7 +192,10 @@ class SpeakerRuntime(_GraphRuntime):
     Attributes:
         sample_rate: the rate the graph takes (input at other rates is resampled).
         embedding_dim: D.
-        threshold: the calibrated decision threshold of :meth:`verify` (on :meth:`score`'s scale).
+        threshold: the calibrated decision threshold of :meth:`verify` (on :meth:`score`'s scale:
+            AS-norm units when AS-norm is on).
+        cosine_threshold: the threshold calibrated on the same trials for plain cosines (e.g.
+            comparing an embedding with a diarization centroid).
         asnorm_top_k: cohort size of AS-norm in :meth:`score` (0: raw cosine).
         min_speech_seconds, max_embed_seconds: the shortest audio :meth:`embed` takes, and the piece
             length longer audio is embedded in (bounded memory), as in the SDK.
@@ -204,6 +208,7 @@ class SpeakerRuntime(_GraphRuntime):
         c = self.config
         self.embedding_dim = int(c["embedding_dim"])
         self.threshold = float(c["threshold"])
+        self.cosine_threshold = float(c["cosine_threshold"])
         self.asnorm_top_k = int(c["asnorm_top_k"])
         self.min_speech_seconds = float(c["min_speech_seconds"])
         self.max_embed_seconds = float(c["max_embed_seconds"])

@@ -83,6 +83,7 @@ def test_properties_come_from_the_bundle(tiny, runtime):
     config = tiny.model.config
     assert (runtime.sample_rate, runtime.embedding_dim) == (config.sample_rate, config.embedding_dim)
     assert (runtime.threshold, runtime.asnorm_top_k, runtime.cohort) == (config.threshold, 0, None)
+    assert runtime.cosine_threshold == config.cosine_threshold
     assert runtime.name == "tiny-ecapa" and "SpeakerRuntime('tiny-ecapa'" in repr(runtime)
 
 
