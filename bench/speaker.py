@@ -264,13 +264,14 @@ def check_targets(
 
 # ------------------------------------------------------------------------------------ the models
 def checkpoint_facts(name: str, model: torch.nn.Module) -> dict[str, Any]:
-    """Name, folder, parameter count (of the loaded ``model``) and weights size on disk (MiB)."""
-    from speechkit.checkpoint import WEIGHTS_FILE, resolve_checkpoint
+    """Name, folder, weights sha256, parameter count (of the loaded ``model``) and size on disk (MiB)."""
+    from speechkit.checkpoint import WEIGHTS_FILE, read_card, resolve_checkpoint
 
     folder = resolve_checkpoint(name)
     return {
         "name": name,
         "path": str(folder),
+        "weights_sha256": read_card(folder).get("weights_sha256"),  # results name the exact weights
         "params": sum(p.numel() for p in model.parameters()),
         "size_mib": (folder / WEIGHTS_FILE).stat().st_size / 2**20,
     }
