@@ -582,6 +582,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from speechkit.checkpoint import read_card
+
     args = parse_args(argv)
     common.setup_logging(args.verbose)
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # a line per utterance otherwise
@@ -648,7 +650,8 @@ def main(argv: list[str] | None = None) -> int:
     png = plot_wer_rtf(rows, json_path.with_name(f"{json_path.stem}_wer_rtf.png"),
                        title=f"ASR on {args.utterances} utterances per split ({folder.name})")  # fmt: skip
     results = {
-        "settings": {"model": str(folder), "utterances": args.utterances, "splits": args.splits, "modes": modes,
+        "settings": {"model": str(folder), "weights_sha256": read_card(folder).get("weights_sha256"),
+                     "int8_bundle": args.int8_bundle, "w2_bundle": args.w2_bundle, "utterances": args.utterances, "splits": args.splits, "modes": modes,
                      "default_method": default_method, "beam_size": asr.options.beam_size,
                      "normalisation": "bench.wer.normalize_text(speechkit.asr.text.normalize_text(text))",
                      "rtf": "processing seconds / audio seconds, one thread, after one warm-up; CPU = process time",
