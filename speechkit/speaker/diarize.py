@@ -11,8 +11,8 @@ Pipeline (offline):
    the mapping of each base (0.5 s) step to the segment of each scale whose centre is nearest;
 3. one ECAPA-TDNN embedding per segment per scale;
 4. clustering with an estimated speaker count (NME-SC) of the base steps, on the 1.5 s scale's
-   affinity alone (``method="single-scale"``) or the equal-weight fusion of all scales'
-   (``"multiscale"``);
+   affinity alone (``method="single-scale"``) or the weighted fusion of all scales' (weights
+   :data:`DEFAULT_SCALE_WEIGHTS`, ``"multiscale"``);
 5. ``"msdd"`` (default): the speakers' per-scale average embeddings from step 4 and the per-step
    multi-scale embeddings go through :class:`~speechkit.speaker.msdd.MSDD`, which weighs the scales
    per step and gives each speaker an activity probability per step; a step holds every speaker
@@ -50,6 +50,10 @@ from speechkit.speaker.vad import detect_speech
 logger = logging.getLogger(__name__)
 
 METHODS = ("single-scale", "multiscale", "msdd")
+#: Weights of the 1.5 / 1.0 / 0.5 s affinities in multi-scale clustering. Chosen on the valid meetings
+#: (20, voices never trained on): equal weights 0.085 DER, these 0.071, single-scale 0.076; the
+#: short scale's embeddings are the noisiest, so it weighs least (MSDD then uses every scale per step).
+DEFAULT_SCALE_WEIGHTS = (0.5, 0.3, 0.2)
 MAX_OVERLAP_SPEAKERS = 2
 
 
@@ -159,7 +163,12 @@ class Diarizer:
     """
 
     def __init__(
-        self, encoder, msdd=None, scales: Sequence[Scale] | None = None, max_speakers: int = 8
+        self,
+        encoder,
+        msdd=None,
+        scales: Sequence[Scale] | None = None,
+        max_speakers: int = 8,
+        scale_weights: Sequence[float] | None = None,
     ) -> None:
         self.encoder, self.msdd = encoder, (msdd.eval() if msdd is not None else None)
         if scales is None and msdd is not None:
@@ -168,6 +177,10 @@ class Diarizer:
             tuple(scales) if scales is not None else (Scale(1.5, 0.75), Scale(1.0, 0.5), Scale(0.5, 0.25))
         )
         self.max_speakers = max_speakers
+        if scale_weights is None:
+            same = len(self.scales) == len(DEFAULT_SCALE_WEIGHTS)
+            scale_weights = DEFAULT_SCALE_WEIGHTS if same else (1.0,) * len(self.scales)
+        self.scale_weights = tuple(scale_weights)
         self.sample_rate = encoder.sample_rate
 
     @classmethod
@@ -208,7 +221,7 @@ class Diarizer:
         if method == "single-scale":  # cluster the longest segments, then read labels at the base steps
             labels = cluster_affinity(cosine_affinity(embeddings[0]), num_speakers, self.max_speakers).labels
             return _first_seen_order(labels[segments.mapping[0]])
-        affinity = multiscale_affinity(embeddings, segments.mapping)
+        affinity = multiscale_affinity(embeddings, segments.mapping, self.scale_weights)
         # consecutive base steps share their coarse segments, so each step's nearest neighbours are
         # its own ~window/shift temporal neighbours: NME-SC's p must reach past them, or it cuts
         # every speaker into runs of adjacent steps

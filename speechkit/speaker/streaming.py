@@ -4,8 +4,10 @@ Every ``hop_seconds`` of new audio the last ``window_seconds`` are diarized on t
 detection, multi-scale segments, NME-SC clustering), then the window's clusters are matched to the
 speakers found so far by the cosine of their multi-scale centroids (Hungarian assignment; a
 cluster below ``match_threshold`` with enough steps becomes a new speaker, a smaller one joins its
-nearest speaker). With an MSDD model the window's steps are then decoded against those global
-centroids, so a speaker keeps its label for the whole stream and overlap gets two labels. Steps
+nearest speaker, and so does one whose best match passes the threshold but lost the one-to-one
+assignment, since a window can split a voice in two). With an MSDD model the window's steps are
+then decoded against those global centroids, so a speaker keeps its label for the whole stream and
+overlap gets two labels. Steps
 are emitted once their extent ends ``lookahead_seconds`` before the newest sample (so the longest
 segment around them is complete) and are never revised; each emitted step updates its speaker's
 centroid.
@@ -157,18 +159,22 @@ class StreamingDiarizer:
         to_global = self._match(embeddings, segments.mapping, labels, new)
         stacked = np.stack([embeddings[k][segments.mapping[k]] for k in range(len(embeddings))])  # [K, T, D]
         active = np.zeros((len(labels), self.num_speakers), dtype=bool)
-        if self.use_msdd:
+        if self.use_msdd:  # decode against the voices this window holds, not every voice so far
             import torch
 
+            present = np.unique(to_global)
             centroids = np.stack(
-                [s / np.maximum(np.linalg.norm(s, axis=-1, keepdims=True), 1e-8) for s in self.sums]
+                [
+                    self.sums[g] / np.maximum(np.linalg.norm(self.sums[g], axis=-1, keepdims=True), 1e-8)
+                    for g in present
+                ]
             )
             with torch.no_grad():
                 probs, _ = self.diarizer.msdd(
                     torch.from_numpy(stacked.astype(np.float32))[None],
                     torch.from_numpy(centroids.astype(np.float32))[None],
                 )
-            active = decide_speakers(probs[0].numpy(), self.diarizer.msdd.config.threshold)
+            active[:, present] = decide_speakers(probs[0].numpy(), self.diarizer.msdd.config.threshold)
         else:
             active[np.arange(len(labels)), to_global[labels]] = True
         out_steps = []
@@ -198,7 +204,9 @@ class StreamingDiarizer:
                     to_global[r] = c
         for cluster in np.flatnonzero(to_global < 0):
             steps = int(np.sum(labels == cluster))
-            if similarity is not None and steps < MIN_NEW_SPEAKER_STEPS:
+            # a second local cluster of a known voice (the window split it) joins that voice
+            close = similarity is not None and similarity[cluster].max() >= self.match_threshold
+            if similarity is not None and (close or steps < MIN_NEW_SPEAKER_STEPS):
                 to_global[cluster] = int(np.argmax(similarity[cluster]))
             else:
                 to_global[cluster] = len(self.sums)

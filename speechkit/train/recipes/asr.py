@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
                 "recipe": f"speechkit train {NAME}" + (" --no-decred" if variant == "baseline" else ""),
             }
             out = Path(args.export)
-            save_checkpoint(trainer.model.eval(), out, card)
+            save_checkpoint(trainer.model.eval(), out, card, weights_dtype=torch.float16)
             ledger = combined_ledger(Path(args.run_dir))
             (out / LEDGER_FILE).write_text("".join(json.dumps(e) + "\n" for e in ledger))
     return 0
