@@ -40,6 +40,7 @@ from speechkit_rt.audio_io import check_sample_rate, check_waveform, resample
 from speechkit_rt.bundle import Bundle
 from speechkit_rt.codec import _check_runtime, _check_signature
 from speechkit_rt.errors import AudioError, BundleError
+from speechkit_rt.lifetime import BundleLifetime
 from speechkit_rt.weights import materialize
 
 logger = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ class Vocabulary:
         return " ".join("".join(chars).split())
 
 
-class ASRRuntime:
+class ASRRuntime(BundleLifetime):
     """Transcribe speech with a verified ASR bundle; use :meth:`open`.
 
     Attributes:
@@ -349,20 +350,6 @@ class ASRRuntime:
             _check_signature(graph_name, self.bundle.graph(graph_name), session)
             self._sessions[graph_name] = session
         return self._sessions[graph_name]
-
-    def _run(self, graph_name: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self.session(graph_name).run(None, feeds)
-
-    def close(self) -> None:
-        """Drop the sessions and close the bundle (removing a zip's temporary folder)."""
-        self._sessions.clear()
-        self.bundle.close()
-
-    def __enter__(self) -> ASRRuntime:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"ASRRuntime({self.name!r}, sample_rate={self.sample_rate}, vocabulary={len(self.vocabulary.symbols)})"

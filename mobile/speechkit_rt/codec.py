@@ -35,6 +35,7 @@ import onnxruntime as ort
 from speechkit_rt.audio_io import prepare_input
 from speechkit_rt.bundle import Bundle
 from speechkit_rt.errors import BitstreamError, BundleError
+from speechkit_rt.lifetime import BundleLifetime
 from speechkit_rt.token_file import (
     RuntimeTokens,
     bits_per_code,
@@ -50,7 +51,7 @@ UNKNOWN_FINGERPRINT = "unknown"
 _PHASE_INPUT = "initial_phase"
 
 
-class CodecRuntime:
+class CodecRuntime(BundleLifetime):
     """Encode audio to tokens and decode tokens to audio with a verified codec bundle; use :meth:`open`.
 
     Attributes:
@@ -274,17 +275,6 @@ class CodecRuntime:
         check_code_range(tokens.codes[0], tokens.codebook_sizes)
 
     # ---- lifetime ---------------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Drop the sessions and close the bundle (removing a zip's temporary folder)."""
-        self._sessions.clear()
-        self.bundle.close()
-
-    def __enter__(self) -> CodecRuntime:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (

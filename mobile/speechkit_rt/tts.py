@@ -45,6 +45,7 @@ from speechkit_rt.audio_io import prepare_input
 from speechkit_rt.bundle import Bundle
 from speechkit_rt.codec import _check_runtime, _check_signature, _hop_length
 from speechkit_rt.errors import AudioError, BundleError, SpeechkitRtError
+from speechkit_rt.lifetime import BundleLifetime
 from speechkit_rt.weights import materialize
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ class SynthesizedTokens:
     durations: np.ndarray
 
 
-class TTSRuntime:
+class TTSRuntime(BundleLifetime):
     """Synthesise speech from phoneme ids with a verified MobileSpeech bundle; use :meth:`open`.
 
     Attributes:
@@ -350,20 +351,6 @@ class TTSRuntime:
             _check_signature(graph_name, graph, session)
             self._sessions[graph_name] = session
         return self._sessions[graph_name]
-
-    def _run(self, graph_name: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self.session(graph_name).run(None, feeds)
-
-    def close(self) -> None:
-        """Drop the sessions and close the bundle (removing a zip's temporary folder)."""
-        self._sessions.clear()
-        self.bundle.close()
-
-    def __enter__(self) -> TTSRuntime:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (
